@@ -1,0 +1,59 @@
+"""The ``fspbench`` command. Exit codes: 0 success, 2 bad input (one line), 1 anything else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from fspbench.errors import BadInput
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2, like every other bad input
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from fspbench.config import config_from_dict, load_config_file, merge, parse_set
+    from fspbench.train import train_run
+
+    raw = load_config_file(args.config) if args.config else {}
+    raw = merge(raw, parse_set(args.set))
+    cfg = config_from_dict(raw, source=args.config or "--set")
+    record = train_run(cfg, args.out, progress=not args.quiet)
+    final = record["final"]
+    print(f"{record['run_id']}: status {record['status']}, test accuracy {100 * final['test_acc']:.2f}% "
+          f"after {final['step']} steps ({record['train_time_s']:.1f} s of training)")
+    print(f"run record: {args.out.rstrip('/')}/{record['run_id']}.json")
+    return 0 if record["status"] == "ok" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fspbench", description="FSP distillation reproducibility benchmark")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("train", help="train one run (no Ray), with a progress bar")
+    p.add_argument("config", nargs="?", help="TOML run config (keys as in fspbench.config.RunConfig)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set arch=resnet8 --set fsp.pool=avg")
+    p.add_argument("--out", default="runs", help="folder for the run record and checkpoints (default: runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInput as err:
+        print(f"fspbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fspbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""Run configuration: one frozen dataclass holds every setting of one run.
+
+All hyperparameters of a run sit here, each with its unit and where its
+default comes from (PAPER.md "Training settings reported"). A config converts
+to and from a plain dict (TOML, JSON, ``--set key=value``) with validation that
+names the offending key; its content hash is the run id, so the same settings
+always give the same id and no setting is ever encoded in a folder name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from fspbench.errors import BadInput
+
+ROLES = ("teacher", "student")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class FSPSettings:
+    """The FSP choices where implementations disagree (PAPER.md, last table).
+
+    pairs:    "paper" (first and last feature map of each section),
+              "consecutive" (stage outputs i-1 -> i, RepDistiller / KD-Zoo),
+              "torchdistill" (input of block 1 -> output of each section).
+    pool:     how the larger map is reduced to the smaller spatial size: "max" (paper) or "avg".
+    distance: "paper" (squared L2 summed over the matrix, mean over examples),
+              "mse_mean" (mean of squares over B x m x n), "l2_norm" (L2 norm, not squared, sum / B).
+    weights:  lambda_i per pair; empty means equal weights of 1 (paper).
+    adapter:  "none" (paper: channel counts must match) or "conv1x1" (learned 1x1 projections on the
+              student side, a deviation from the paper for students narrower than their teacher).
+    """
+
+    pairs: str = "paper"
+    pool: str = "max"
+    distance: str = "paper"
+    weights: tuple[float, ...] = ()
+    adapter: str = "none"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every setting of one training run. Steps are optimizer steps; learning rates are SGD's.
+
+    Stage lengths: ``steps`` is the main-task budget (stage 2 for two-stage methods). The first
+    stage of fsp / fitnet has its own keys; left at None they follow the paper's ratios
+    (fsp: 21k init steps per 21k main steps; fitnet: 35k per 21k) and learning rates.
+    """
+
+    # what is trained
+    task: str = "fashion-mnist"
+    classes: tuple[int, ...] = ()  # keep only these class ids (empty: all)
+    train_per_class: int = 0  # cap on training images per class (0: no cap)
+    image_size: int = 0  # resize inputs to this side in pixels (0: the task's native size)
+    arch: str = "resnet20"  # resnet{6n+2}, tv-resnet18, tv-resnet34
+    width: int = 1  # channel multiplier of CIFAR ResNets (paper's CIFAR-100 ResNet-32: 4)
+    weights: str = ""  # local pretrained weights file for tv-resnet* (ImageNet), empty: random init
+    method: str = "scratch"  # scratch | fsp | fitnet | kd
+    role: str = "student"  # teacher | student: only labels the run in results
+    seed: int = 0
+    teacher: str = ""  # run record (.json) or checkpoint (.pt) of a finished run
+
+    # main-task stage (paper: lr 0.1 -> 0.01 -> 0.001 at 11k / 16k of 21k steps, about 1/2 and 3/4)
+    steps: int = 1000
+    lr: float = 0.1
+    milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the stage's steps where lr x= gamma
+    gamma: float = 0.1
+    batch_size: int = 128  # not stated in the paper; the usual CIFAR choice
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+
+    # first stage of two-stage methods (None: the method's paper default)
+    init_steps: int | None = None
+    init_lr: float | None = None
+    init_milestones: tuple[float, ...] | None = None
+
+    # loss settings
+    fsp: FSPSettings = field(default_factory=FSPSettings)
+    kd_temperature: float = 3.0  # Hinton KD temperature (paper's FitNet stage 2: 3)
+    kd_weight_start: float | None = None  # KD weight at the start / end of its stage, linear in
+    kd_weight_end: float | None = None  # between (fitnet: 4 -> 1 as the paper ran it; kd: 1 -> 1)
+
+    # data pipeline
+    augment: bool = True  # pad 4 + random crop (paper, CIFAR-10)
+    hflip: bool = False  # random horizontal flip (not stated in the paper)
+    subset_seed: int = 0  # seed of the class-subset / per-class-cap draw (shared by all runs)
+
+    # evaluation: every eval_every steps on eval_subset test images (0: full test set);
+    # the final evaluation always uses the full test set
+    eval_every: int = 100
+    eval_subset: int = 0
+
+    # execution
+    device: str = "auto"
+    threads: int = 0  # torch intra-op threads (0: leave torch's default)
+    precision: str = "fp32"  # fp32 | bf16 autocast
+
+    def validate(self) -> RunConfig:
+        """Check values that types alone cannot; raise BadInput naming the key."""
+        from fspbench import data, methods, models  # late: these import torch
+
+        _one_of("task", self.task, tuple(data.TASKS))
+        models.check_arch(self.arch)
+        _one_of("method", self.method, tuple(methods.METHODS))
+        _one_of("role", self.role, ROLES)
+        _one_of("device", self.device, DEVICES)
+        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("fsp.pairs", self.fsp.pairs, ("paper", "consecutive", "torchdistill"))
+        _one_of("fsp.pool", self.fsp.pool, ("max", "avg"))
+        _one_of("fsp.distance", self.fsp.distance, ("paper", "mse_mean", "l2_norm"))
+        _one_of("fsp.adapter", self.fsp.adapter, ("none", "conv1x1"))
+        for key in ("steps", "batch_size", "eval_every", "width"):
+            _positive(key, getattr(self, key))
+        for key in ("train_per_class", "image_size", "eval_subset", "threads", "seed", "subset_seed"):
+            if getattr(self, key) < 0:
+                raise BadInput(f"{key}: expected an integer >= 0, got {getattr(self, key)}")
+        if self.init_steps is not None:
+            _positive("init_steps", self.init_steps)
+        for key in ("lr", "kd_temperature"):
+            _positive(key, getattr(self, key))
+        if self.init_lr is not None:
+            _positive("init_lr", self.init_lr)
+        for key in ("momentum", "weight_decay", "gamma"):
+            if getattr(self, key) < 0:
+                raise BadInput(f"{key}: expected a number >= 0, got {getattr(self, key)}")
+        for key in ("milestones", "init_milestones"):
+            value = getattr(self, key)
+            if value is not None and (
+                any(not 0 < m < 1 for m in value) or list(value) != sorted(value)
+            ):
+                raise BadInput(
+                    f"{key}: expected increasing fractions of the stage in (0, 1), got {list(value)}"
+                )
+        if any(w < 0 for w in self.fsp.weights):
+            raise BadInput(f"fsp.weights: expected weights >= 0, got {list(self.fsp.weights)}")
+        if len(set(self.classes)) != len(self.classes):
+            raise BadInput(f"classes: expected distinct class ids, got {list(self.classes)}")
+        method = methods.METHODS[self.method]
+        if method.needs_teacher and not self.teacher:
+            raise BadInput(
+                f"teacher: method {self.method!r} needs a teacher: "
+                "--set teacher=<run record .json or checkpoint .pt of a finished run>"
+            )
+        if not method.needs_teacher and self.teacher:
+            raise BadInput(
+                f"teacher: method {self.method!r} uses no teacher; "
+                "drop teacher or pick one of fsp, fitnet, kd"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested)."""
+        return _plain(dataclasses.asdict(self))
+
+    def run_id(self, teacher_run_id: str = "") -> str:
+        """Content hash of the settings that change the result, with a readable prefix.
+
+        The teacher enters as its run id, not its path, so moving results keeps ids stable.
+        Execution settings that do not change CPU results (threads) are left out.
+        """
+        d = self.to_dict()
+        d["teacher"] = teacher_run_id
+        d.pop("threads")
+        digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.role}-{self.arch}-{self.method}-s{self.seed}-{digest}"
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise BadInput(f"{key}: expected one of {', '.join(accepted)}; got {value!r}")
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise BadInput(f"{key}: expected a number > 0, got {value}")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
+    """Build a validated RunConfig from a nested dict; unknown keys and wrong types raise BadInput.
+
+    ``source`` prefixes messages (a file name or "--set") so the user knows where to look.
+    """
+    try:
+        fsp_raw = raw.get("fsp", {})
+        if not isinstance(fsp_raw, dict):
+            raise BadInput(f"fsp: expected a table of FSP settings, got {fsp_raw!r}")
+        fsp = FSPSettings(**_coerce_fields(FSPSettings, fsp_raw, prefix="fsp."))
+        top = {k: v for k, v in raw.items() if k != "fsp"}
+        cfg = RunConfig(fsp=fsp, **_coerce_fields(RunConfig, top, prefix="", skip=("fsp",)))
+        return cfg.validate()
+    except BadInput as err:
+        raise BadInput(f"{source}: {err}") from None
+
+
+def _coerce_fields(
+    cls: type, raw: dict[str, Any], prefix: str, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls) if f.name not in skip]
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            raise BadInput(
+                f"{prefix}{key}: unknown key{hint}; known keys: {', '.join(prefix + k for k in known)}"
+            )
+        out[key] = _coerce(prefix + key, value, hints[key])
+    return out
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against a field's type; accept ints for floats and lists for tuples."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(key, value, options[0])
+    if origin is tuple:
+        (item, _) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise BadInput(f"{key}: expected a list of {item.__name__}, got {value!r}")
+        return tuple(_coerce(key, v, item) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise BadInput(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadInput(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise BadInput(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {hint} for {key}")  # a bug here, not bad input
+
+
+_SET = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*)=(.*)$", re.S)
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn ``["steps=200", "fsp.pool=avg", "classes=[5,6]"]`` into a nested dict.
+
+    Values are read as TOML values (numbers, booleans, lists, quoted strings); anything
+    that is not valid TOML is taken as a bare string, so ``arch=resnet8`` works unquoted.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        m = _SET.match(item)
+        if not m:
+            raise BadInput(f"--set {item!r}: expected key=value, e.g. --set steps=200")
+        key, text = m.groups()
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise BadInput(f"--set {item!r}: {p} is not a table")
+        node[leaf] = value
+    return out
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML run config into a dict; a missing or malformed file raises BadInput."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such config file; pass a TOML file or use --set key=value") from None
+    except tomllib.TOMLDecodeError as err:
+        raise BadInput(f"{path}: invalid TOML: {err}") from None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values in ``override`` win; tables merge key by key."""
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out

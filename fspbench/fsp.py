@@ -1,0 +1,93 @@
+"""The FSP matrix and the FSP loss (Yim et al. 2017, equations 1 and 2), as pure functions.
+
+Equation 1: G[i, j] = sum_{s,t} F1[s, t, i] * F2[s, t, j] / (h * w), for two maps of one
+network with h x w positions and m, n channels. When the maps differ in spatial size the
+larger is reduced to the smaller one by pooling (paper: max pooling).
+
+Equation 2: L = (1/N) sum_x sum_i lambda_i || G_i^T(x) - G_i^S(x) ||_2^2 over pairs i.
+Which maps are paired is chosen where they are captured (features.pair_points); this
+module only turns pairs of maps into matrices and distances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+POOLS = ("max", "avg")
+DISTANCES = ("paper", "mse_mean", "l2_norm")
+
+
+def match_spatial(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pool whichever map is larger to the other's (H, W). a: (B, C1, H1, W1), b: (B, C2, H2, W2)."""
+    size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
+    pool_fn = {"max": F.adaptive_max_pool2d, "avg": F.adaptive_avg_pool2d}[pool]
+    if a.shape[2:] != size:
+        a = pool_fn(a, size)
+    if b.shape[2:] != size:
+        b = pool_fn(b, size)
+    return a, b
+
+
+def fsp_matrix(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> torch.Tensor:
+    """FSP matrix of two feature maps (equation 1).
+
+    a: (B, C1, H1, W1), b: (B, C2, H2, W2) -> (B, C1, C2), the sum over the h * w shared
+    positions of a_i * b_j divided by h * w, after the larger map is pooled (default max).
+    """
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"batch sizes differ: {a.shape[0]} and {b.shape[0]}")
+    a, b = match_spatial(a, b, pool)
+    hw = a.shape[2] * a.shape[3]
+    # one batched matmul: (B, C1, HW) @ (B, HW, C2)
+    return torch.bmm(a.flatten(2), b.flatten(2).transpose(1, 2)) / hw  # (B, C1, C2)
+
+
+def fsp_distance(g_student: torch.Tensor, g_teacher: torch.Tensor, distance: str = "paper") -> torch.Tensor:
+    """Distance between two batches of FSP matrices (B, m, n), a scalar.
+
+    paper:    squared L2 norm summed over the matrix, mean over examples (equation 2);
+    mse_mean: mean of squares over B x m x n (RepDistiller, KD-Zoo);
+    l2_norm:  L2 (Frobenius) norm, not squared, summed over examples / B (torchdistill).
+    """
+    diff = g_student - g_teacher  # (B, m, n)
+    if distance == "paper":
+        return diff.pow(2).sum(dim=(1, 2)).mean()
+    if distance == "mse_mean":
+        return diff.pow(2).mean()
+    if distance == "l2_norm":
+        return torch.linalg.matrix_norm(diff).sum() / diff.shape[0]
+    raise ValueError(f"unknown FSP distance {distance!r}; expected one of {DISTANCES}")
+
+
+def fsp_loss(
+    student_maps: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    teacher_maps: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    pool: str = "max",
+    distance: str = "paper",
+    weights: Sequence[float] = (),
+) -> torch.Tensor:
+    """FSP loss (equation 2) over pairs of maps: sum_i lambda_i * distance(G_i^S, G_i^T).
+
+    student_maps[i] and teacher_maps[i] are the (first, second) maps of pair i, each
+    (B, C, H, W); the channel counts of student and teacher must agree pair by pair
+    (the paper never handles a mismatch; see methods.FSPObjective for the adapter).
+    ``weights`` are lambda_i; empty means 1 for every pair (paper).
+    """
+    if len(student_maps) != len(teacher_maps):
+        raise ValueError(f"{len(student_maps)} student pairs against {len(teacher_maps)} teacher pairs")
+    if weights and len(weights) != len(student_maps):
+        raise ValueError(f"{len(weights)} weights for {len(student_maps)} pairs")
+    lambdas = weights or [1.0] * len(student_maps)
+    total = student_maps[0][0].new_zeros(())
+    for lam, (sa, sb), (ta, tb) in zip(lambdas, student_maps, teacher_maps):
+        g_s = fsp_matrix(sa, sb, pool)  # (B, m, n)
+        g_t = fsp_matrix(ta, tb, pool)
+        if g_s.shape != g_t.shape:
+            raise ValueError(f"FSP matrices differ in shape: student {tuple(g_s.shape[1:])}, "
+                             f"teacher {tuple(g_t.shape[1:])}")
+        total = total + lam * fsp_distance(g_s, g_t.to(g_s.dtype), distance)
+    return total

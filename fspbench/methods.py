@@ -1,0 +1,267 @@
+"""Training methods as a registry: each method is a list of stages, each stage one objective.
+
+| method  | stage "init" (first)                          | stage "main"                              |
+|---------|-----------------------------------------------|-------------------------------------------|
+| scratch | -                                             | cross-entropy                             |
+| fsp     | FSP loss only, teacher frozen (paper)         | cross-entropy only, from the init weights |
+| fitnet  | L2 hint at the middle section via a 1x1       | cross-entropy + Hinton KD (T = 3), KD     |
+|         | regressor (as the FSP paper ran FitNet)       | weight falling linearly 4 -> 1            |
+| kd      | -                                             | cross-entropy + Hinton KD                 |
+
+An objective is an nn.Module: its own parameters (adapters, regressors) are trained with
+the student's in that stage and dropped afterwards; it maps a batch to a scalar loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fspbench.config import RunConfig
+from fspbench.errors import BadInput
+from fspbench.features import FeatureCapture, Point, pair_points
+from fspbench.fsp import fsp_loss, match_spatial
+from fspbench.models import section_names
+
+
+@dataclass
+class StageContext:
+    """What an objective is built from: the networks, the run's settings and a probe batch.
+
+    probe: (b, C, H, W) input used once to read feature-map shapes (channel checks, adapters).
+    """
+
+    student: nn.Module
+    teacher: nn.Module | None
+    cfg: RunConfig
+    probe: torch.Tensor
+
+
+class Objective(nn.Module):
+    """Loss of one stage. forward(x (B,C,H,W), y (B,), progress in [0, 1)) -> scalar loss."""
+
+    uses_teacher = False
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def _teacher_forward(teacher: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():  # frozen teacher: no autograd state, eval-mode batch norm
+        return teacher(x)
+
+
+@torch.no_grad()
+def _probe_maps(model: nn.Module, points: list[Point], probe: torch.Tensor) -> dict[Point, torch.Tensor]:
+    was_training = model.training
+    model.eval()  # eval mode: the probe must not move batch-norm statistics
+    with FeatureCapture(model, points) as cap:
+        model(probe)
+        maps = dict(cap.maps)
+    model.train(was_training)
+    return maps
+
+
+class CrossEntropy(Objective):
+    """Softmax cross-entropy on the task labels."""
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        self.student = [ctx.student]  # a list: not registered as a submodule of the objective
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        return F.cross_entropy(self.student[0](x), y)
+
+
+class FSPObjective(Objective):
+    """Stage 1 of the paper: match the teacher's FSP matrices (equation 2), nothing else.
+
+    Teacher and student pairs come from the same layout (cfg.fsp.pairs). A teacher with
+    more sections than the student contributes its first ones. Channel counts must match
+    pair by pair unless cfg.fsp.adapter = "conv1x1", which learns a 1x1 projection of each
+    mismatched student map onto the teacher's channels (a deviation from the paper).
+    """
+
+    uses_teacher = True
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        assert ctx.teacher is not None
+        s = ctx.cfg.fsp
+        self.settings = s
+        self.student, self.teacher = [ctx.student], [ctx.teacher]
+        self.s_pairs = pair_points(ctx.student, s.pairs)
+        t_pairs = pair_points(ctx.teacher, s.pairs)
+        if len(t_pairs) < len(self.s_pairs):
+            raise BadInput(
+                f"fsp.pairs: the teacher has {len(t_pairs)} sections, the student {len(self.s_pairs)}; "
+                "pick a teacher with at least as many sections"
+            )
+        self.t_pairs = t_pairs[: len(self.s_pairs)]
+        if s.weights and len(s.weights) != len(self.s_pairs):
+            raise BadInput(f"fsp.weights: expected {len(self.s_pairs)} weights (one per pair), got {len(s.weights)}")
+        s_maps = _probe_maps(ctx.student, [p for pr in self.s_pairs for p in pr], ctx.probe)
+        t_maps = _probe_maps(ctx.teacher, [p for pr in self.t_pairs for p in pr], ctx.probe)
+        self.adapters = nn.ModuleDict()
+        for i, (sp, tp) in enumerate(zip(self.s_pairs, self.t_pairs)):
+            for s_pt, t_pt in zip(sp, tp):
+                c_s, c_t = s_maps[s_pt].shape[1], t_maps[t_pt].shape[1]
+                if c_s == c_t:
+                    continue
+                if s.adapter != "conv1x1":
+                    raise BadInput(
+                        f"fsp.adapter: pair {i + 1} has {c_s} student channels at {s_pt.module} against "
+                        f"{c_t} teacher channels at {t_pt.module}; give the student the teacher's widths "
+                        "or set fsp.adapter=conv1x1 (learned 1x1 projections, not in the paper)"
+                    )
+                self.adapters[self._key(s_pt)] = nn.Conv2d(c_s, c_t, 1, bias=False).to(ctx.probe.device)
+
+    @staticmethod
+    def _key(p: Point) -> str:
+        return f"{p.module}:{p.io}".replace(".", "_")
+
+    def _adapt(self, p: Point, t: torch.Tensor) -> torch.Tensor:
+        key = self._key(p)
+        return self.adapters[key](t) if key in self.adapters else t
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        with FeatureCapture(self.teacher[0], [p for pr in self.t_pairs for p in pr]) as tcap:
+            _teacher_forward(self.teacher[0], x)
+            t_maps = tcap.pairs(self.t_pairs)
+        with FeatureCapture(self.student[0], [p for pr in self.s_pairs for p in pr]) as scap:
+            self.student[0](x)
+            s_maps = [(self._adapt(a, scap.maps[a]), self._adapt(b, scap.maps[b])) for a, b in self.s_pairs]
+        s = self.settings
+        return fsp_loss(s_maps, t_maps, pool=s.pool, distance=s.distance, weights=s.weights)
+
+
+class HintObjective(Objective):
+    """FitNet stage 1: L = 1/2 ||u_T - r(v_S)||^2 (sum over the map, mean over examples).
+
+    u_T: the teacher's middle-section output; v_S: the student's, through a learned 1x1
+    regressor r onto the teacher's channels; the larger map is max-pooled to the smaller.
+    """
+
+    uses_teacher = True
+
+    def __init__(self, ctx: StageContext) -> None:
+        super().__init__()
+        assert ctx.teacher is not None
+        self.student, self.teacher = [ctx.student], [ctx.teacher]
+        s_secs, t_secs = section_names(ctx.student), section_names(ctx.teacher)
+        self.s_point = Point(s_secs[len(s_secs) // 2])
+        self.t_point = Point(t_secs[len(t_secs) // 2])
+        c_s = _probe_maps(ctx.student, [self.s_point], ctx.probe)[self.s_point].shape[1]
+        c_t = _probe_maps(ctx.teacher, [self.t_point], ctx.probe)[self.t_point].shape[1]
+        self.regressor = nn.Conv2d(c_s, c_t, 1, bias=False).to(ctx.probe.device)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        with FeatureCapture(self.teacher[0], [self.t_point]) as tcap:
+            _teacher_forward(self.teacher[0], x)
+            u = tcap.maps[self.t_point]  # (B, C_t, H_t, W_t)
+        with FeatureCapture(self.student[0], [self.s_point]) as scap:
+            self.student[0](x)
+            v = self.regressor(scap.maps[self.s_point])  # (B, C_t, H_s, W_s)
+        u, v = match_spatial(u, v, "max")
+        return 0.5 * (u - v).pow(2).sum(dim=(1, 2, 3)).mean()
+
+
+def kd_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton KD: T^2 * KL(softmax(t / T) || softmax(s / T)), mean over examples. Logits (B, K)."""
+    log_p_s = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * temperature**2
+
+
+class CrossEntropyKD(Objective):
+    """Cross-entropy plus w(progress) * KD, w linear from kd_weight_start to kd_weight_end."""
+
+    uses_teacher = True
+
+    def __init__(self, ctx: StageContext, w_start: float, w_end: float) -> None:
+        super().__init__()
+        self.student, self.teacher = [ctx.student], [ctx.teacher]
+        self.temperature = ctx.cfg.kd_temperature
+        self.w_start, self.w_end = w_start, w_end
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        t_logits = _teacher_forward(self.teacher[0], x).to(torch.float32)
+        s_logits = self.student[0](x)
+        if s_logits.shape != t_logits.shape:
+            raise BadInput(
+                f"teacher: KD needs the teacher's classes to be the student's: logits "
+                f"{tuple(t_logits.shape[1:])} against {tuple(s_logits.shape[1:])}"
+            )
+        w = self.w_start + (self.w_end - self.w_start) * progress
+        return F.cross_entropy(s_logits, y) + w * kd_term(s_logits, t_logits.clone(), self.temperature)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: its length in optimizer steps, its lr schedule and its objective."""
+
+    name: str  # "init" (before the main task) or "main"
+    steps: int
+    lr: float
+    milestones: tuple[float, ...]  # fractions of ``steps`` where lr is multiplied by gamma
+    objective: Callable[[StageContext], Objective]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    needs_teacher: bool
+    stages: Callable[[RunConfig], list[StageSpec]]
+    summary: str
+
+
+def _main(cfg: RunConfig, objective: Callable[[StageContext], Objective]) -> StageSpec:
+    return StageSpec("main", cfg.steps, cfg.lr, cfg.milestones, objective)
+
+
+def _init(cfg: RunConfig, ratio: float, lr: float, milestones: tuple[float, ...],
+          objective: Callable[[StageContext], Objective]) -> StageSpec:
+    steps = cfg.init_steps if cfg.init_steps is not None else max(1, round(cfg.steps * ratio))
+    lr = cfg.init_lr if cfg.init_lr is not None else lr
+    ms = cfg.init_milestones if cfg.init_milestones is not None else milestones
+    return StageSpec("init", steps, lr, ms, objective)
+
+
+def _kd_weights(cfg: RunConfig, start: float, end: float) -> tuple[float, float]:
+    s = cfg.kd_weight_start if cfg.kd_weight_start is not None else start
+    e = cfg.kd_weight_end if cfg.kd_weight_end is not None else end
+    return s, e
+
+
+def _fsp_stages(cfg: RunConfig) -> list[StageSpec]:
+    # paper, CIFAR-10: stage 1 lr 1e-3 / 1e-4 / 1e-5 until 11k / 16k / 21k; stage 2 the same length
+    return [_init(cfg, 1.0, 1e-3, (11 / 21, 16 / 21), FSPObjective), _main(cfg, CrossEntropy)]
+
+
+def _fitnet_stages(cfg: RunConfig) -> list[StageSpec]:
+    # as the FSP paper ran FitNet: 35k hint steps (lr 1e-4, 1e-5 after 25k) per 21k main steps
+    w = _kd_weights(cfg, 4.0, 1.0)
+    return [
+        _init(cfg, 35 / 21, 1e-4, (25 / 35,), HintObjective),
+        _main(cfg, lambda ctx: CrossEntropyKD(ctx, *w)),
+    ]
+
+
+def _kd_stages(cfg: RunConfig) -> list[StageSpec]:
+    w = _kd_weights(cfg, 1.0, 1.0)
+    return [_main(cfg, lambda ctx: CrossEntropyKD(ctx, *w))]
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("scratch", False, lambda cfg: [_main(cfg, CrossEntropy)], "cross-entropy only"),
+        Method("fsp", True, _fsp_stages, "FSP loss, then cross-entropy (the paper)"),
+        Method("fitnet", True, _fitnet_stages, "hint at the middle section, then CE + KD"),
+        Method("kd", True, _kd_stages, "cross-entropy + Hinton KD"),
+    )
+}

@@ -1,0 +1,384 @@
+"""One training run: its stages, lr schedules, evaluation points, checkpoints and run record.
+
+Units: a step is one optimizer step on one batch; ``step`` counts all stages from the
+start of the run, ``stage_step`` restarts at each stage. ``wall_time_s`` is training time
+only (teacher forward passes included, evaluation and checkpointing excluded), so that
+steps-to-target and time-to-target compare the optimisation itself.
+
+Files (``out``: where the record goes; ``ckpt_dir``: checkpoints, default out/checkpoints):
+  out/<run_id>.json          the run record (config, environment, curve, final metrics, status)
+  ckpt_dir/<run_id>.pt       the final student weights, hashed in the record
+  ckpt_dir/<run_id>.state.pt the latest resumable state, written at evaluation points
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fspbench
+from fspbench.config import RunConfig, config_from_dict
+from fspbench.data import BatchStream, TaskData, eval_batches, load_task
+from fspbench.errors import BadInput
+from fspbench.io import atomic_torch_save, atomic_write_json, sha256_file
+from fspbench.methods import METHODS, Objective, StageContext
+from fspbench.models import build_model
+
+STATUSES = ("ok", "diverged", "failed")
+EvalCallback = Callable[[dict[str, Any], Path | None], None]
+
+
+@dataclass
+class Teacher:
+    """A frozen network loaded from a finished run."""
+
+    model: nn.Module
+    run_id: str
+    config: RunConfig
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BadInput("device: cuda was asked for but no GPU is visible; use device=cpu or auto")
+    return torch.device(name)
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Versions, hardware and git commit, for the header of every result."""
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fspbench": fspbench.__version__,
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "git_commit": _git_commit(),
+    }
+    try:
+        import torchvision
+
+        env["torchvision"] = torchvision.__version__
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(fspbench.__file__).parent,
+            capture_output=True, text=True, timeout=5,
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def load_checkpoint_file(path: Path, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Load a final checkpoint; a hash mismatch (truncated or altered file) is BadInput."""
+    if not path.is_file():
+        raise BadInput(f"teacher: checkpoint {path} does not exist; train the teacher first")
+    if expected_sha256 and sha256_file(path) != expected_sha256:
+        raise BadInput(f"teacher: checkpoint {path} does not match the sha256 in its run record; retrain it")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling error means a bad file
+        raise BadInput(f"teacher: {path} is not a readable fspbench checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise BadInput(f"teacher: {path} is not an fspbench checkpoint (no model/config)")
+    return ckpt
+
+
+def load_teacher(ref: str, device: torch.device) -> Teacher:
+    """Load a frozen teacher from a run record (.json) or a final checkpoint (.pt)."""
+    path = Path(ref)
+    if not path.exists():
+        raise BadInput(f"teacher: {ref} does not exist; give the run record (.json) of a finished run")
+    if path.suffix == ".json":
+        try:
+            record = json.loads(path.read_text())
+            ckpt_info = record["checkpoint"]
+            status = record["status"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise BadInput(f"teacher: {ref} is not an fspbench run record") from None
+        if status != "ok" or not ckpt_info:
+            raise BadInput(f"teacher: run {record.get('run_id')} ended with status {status}; retrain it")
+        ckpt = load_checkpoint_file(path.parent / ckpt_info["path"], ckpt_info["sha256"])
+    else:
+        ckpt = load_checkpoint_file(path)
+    cfg = config_from_dict(ckpt["config"], source=f"teacher {ref}")
+    model = build_model(cfg.arch, ckpt["num_classes"], ckpt["in_channels"], cfg.width)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval().requires_grad_(False)
+    return Teacher(model, ckpt["run_id"], cfg)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
+             autocast: contextlib.AbstractContextManager[Any]) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (fraction 0..1) over ``batches``; one host sync at the end."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=batches[0][0].device)
+    correct = torch.zeros((), device=batches[0][0].device, dtype=torch.long)
+    n = 0
+    for x, y in batches:
+        with autocast:
+            logits = model(x).float()  # (B, K)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+        n += y.numel()
+    model.train(was_training)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class _Progress:
+    """Mutable state of a run, saved at evaluation points so a retry resumes exactly."""
+
+    stage: int = 0
+    stage_step: int = 0
+    step: int = 0
+    wall: float = 0.0
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_run(
+    cfg: RunConfig,
+    out: str | os.PathLike[str],
+    *,
+    ckpt_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    on_eval: EvalCallback | None = None,
+) -> dict[str, Any]:
+    """Train one run to completion (or divergence) and write its record; returns the record.
+
+    Resumes from ckpt_dir/<run_id>.state.pt when one exists for the same run id. Bad input
+    (unknown data, channel mismatch, missing teacher) raises BadInput before any training.
+    ``on_eval(row, state_path)`` is called at every evaluation point (the Ray Tune hook).
+    """
+    cfg = cfg.validate()
+    out = Path(out)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    teacher = load_teacher(cfg.teacher, device) if cfg.teacher else None
+    run_id = cfg.run_id(teacher.run_id if teacher else "")
+    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else out / "checkpoints"
+    state_path = ckpt_dir / f"{run_id}.state.pt"
+
+    data = load_task(cfg.task, classes=cfg.classes or None, train_per_class=cfg.train_per_class or None,
+                     image_size=cfg.image_size or None, device=device, subset_seed=cfg.subset_seed)
+    if teacher is not None:
+        _check_teacher_input(teacher, data)
+    full_test = eval_batches(data)
+    curve_test = eval_batches(data, subset=cfg.eval_subset) if cfg.eval_subset else full_test
+
+    torch.manual_seed(cfg.seed)  # model init; the data order has its own generator
+    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width, cfg.weights).to(device)
+    stages = METHODS[cfg.method].stages(cfg)
+    ctx = StageContext(student, teacher.model if teacher else None, cfg, full_test[0][0][:2])
+    objectives: list[Objective] = [s.objective(ctx).to(device) for s in stages]
+    stream = BatchStream(data, cfg.batch_size, cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+    base = {
+        "run_id": run_id, "role": cfg.role, "method": cfg.method, "arch": cfg.arch, "task": cfg.task,
+        "seed": cfg.seed, "teacher_run_id": teacher.run_id if teacher else "",
+    }
+    record: dict[str, Any] = {
+        **base, "teacher": cfg.teacher, "config": cfg.to_dict(), "env": environment(device),
+        "stages": [{"name": s.name, "steps": s.steps, "lr": s.lr, "milestones": list(s.milestones)}
+                   for s in stages],
+        "data": {"source": data.source, "train_images": int(data.train_y.numel()),
+                 "test_images": int(data.test_y.numel()), "num_classes": data.num_classes},
+        "started_at": _now(), "status": "failed", "error": None, "curve": [], "final": None,
+        "checkpoint": None,
+    }
+    state = _Progress()
+    resumed = _load_state(state_path, run_id)
+    if resumed is not None:
+        state = resumed["progress"]
+        student.load_state_dict(resumed["student"])
+        stream.load_state_dict(resumed["stream"])
+    total_steps = sum(s.steps for s in stages)
+    bar = _progress_bar(progress, total_steps, state.step, run_id)
+    check_every = 1 if device.type == "cpu" else 50  # a finiteness check syncs the GPU
+    status = "ok"
+    try:
+        for si in range(state.stage, len(stages)):
+            spec, objective = stages[si], objectives[si]
+            params = list(student.parameters()) + list(objective.parameters())
+            opt = torch.optim.SGD(params, lr=spec.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+            sched = torch.optim.lr_scheduler.MultiStepLR(
+                opt, [round(m * spec.steps) for m in spec.milestones], gamma=cfg.gamma)
+            if resumed is not None and resumed["progress"].stage == si and resumed.get("opt"):
+                opt.load_state_dict(resumed["opt"])
+                sched.load_state_dict(resumed["sched"])
+                objective.load_state_dict(resumed["objective"])
+            student.train()
+            loss_sum = torch.zeros((), device=device)
+            n_loss = 0
+            t_start = time.perf_counter()
+            while state.stage_step < spec.steps:
+                x, y = stream.next()
+                with autocast:
+                    loss = objective(x, y, state.stage_step / spec.steps)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.detach().float()
+                n_loss += 1
+                state.step += 1
+                state.stage_step += 1
+                bar.update(1)
+                diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
+                last = state.stage_step == spec.steps
+                if diverged or last or state.step % cfg.eval_every == 0:
+                    state.wall += time.perf_counter() - t_start
+                    final = last and si == len(stages) - 1
+                    diverged = diverged or not math.isfinite(loss_sum.item())
+                    if diverged:
+                        status = "diverged"
+                    test_loss, test_acc = evaluate(student, full_test if (final or diverged) else curve_test,
+                                                   autocast)
+                    row = {**base, "stage": spec.name, "step": state.step, "stage_step": state.stage_step,
+                           "images_seen": state.step * cfg.batch_size, "wall_time_s": round(state.wall, 4),
+                           "train_loss": loss_sum.item() / n_loss, "test_loss": test_loss,
+                           "test_acc": test_acc, "status": status,
+                           "eval_images": len(data.test_y) if (final or diverged) else _count(curve_test)}
+                    state.rows.append(row)
+                    loss_sum.zero_()
+                    n_loss = 0
+                    bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{test_acc:.3f}")
+                    if diverged:
+                        break
+                    if last:
+                        state.stage, state.stage_step = si + 1, 0
+                    _save_state(state_path, run_id, state, student, stream,
+                                None if last else (opt, sched, objective))
+                    if on_eval is not None:
+                        on_eval(row, state_path)
+                    if last:
+                        break
+                    t_start = time.perf_counter()
+            if status == "diverged":
+                break
+    except BaseException as err:
+        bar.close()
+        record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=state.rows,
+                      finished_at=_now())
+        if not isinstance(err, (BadInput, KeyboardInterrupt)):
+            atomic_write_json(out / f"{run_id}.json", _finite(record))
+        raise
+    bar.close()
+    record["curve"] = state.rows
+    record["status"] = status
+    record["final"] = {k: state.rows[-1][k] for k in
+                       ("step", "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc")}
+    record["train_time_s"] = round(state.wall, 3)
+    record["finished_at"] = _now()
+    if status == "ok":
+        final_path = ckpt_dir / f"{run_id}.pt"
+        digest = atomic_torch_save(
+            {"run_id": run_id, "config": cfg.to_dict(), "model": student.state_dict(),
+             "num_classes": data.num_classes, "in_channels": data.in_channels}, final_path)
+        record["checkpoint"] = {"path": os.path.relpath(final_path, out), "sha256": digest}
+    atomic_write_json(out / f"{run_id}.json", _finite(record))
+    state_path.unlink(missing_ok=True)  # the run is finished; its resumable state is no longer needed
+    return record
+
+
+def _count(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> int:
+    return sum(int(y.numel()) for _, y in batches)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: non-finite floats become null (a diverged run's loss)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _check_teacher_input(teacher: Teacher, data: TaskData) -> None:
+    t_channels = 1 if teacher.config.task == "fashion-mnist" else 3
+    if t_channels != data.in_channels:
+        raise BadInput(
+            f"teacher: it was trained on {teacher.config.task} ({t_channels} input channels) but {data.name} "
+            f"has {data.in_channels}; pick a teacher with the same input channels"
+        )
+
+
+def _save_state(path: Path, run_id: str, state: _Progress, student: nn.Module, stream: BatchStream,
+                optim: tuple[Any, Any, nn.Module] | None) -> None:
+    blob: dict[str, Any] = {"run_id": run_id, "progress": state.__dict__, "student": student.state_dict(),
+                            "stream": stream.state_dict()}
+    if optim is not None:
+        opt, sched, objective = optim
+        blob.update(opt=opt.state_dict(), sched=sched.state_dict(), objective=objective.state_dict())
+    atomic_torch_save(blob, path)
+
+
+def _load_state(path: Path, run_id: str) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - a truncated state file is redone, not trusted
+        return None
+    if blob.get("run_id") != run_id:
+        return None
+    blob["progress"] = _Progress(**blob["progress"])
+    return blob
+
+
+def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
