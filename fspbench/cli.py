@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -30,6 +31,35 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if record["status"] == "ok" else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    from fspbench.grid import load_benchmark
+    from fspbench.tune import run_grid
+
+    bench = load_benchmark(args.benchmark, _results_dir(args))
+    grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1)
+    n = grid["runs"]
+    eff = grid["harness_efficiency"]
+    print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed of {n['total']} "
+          f"runs; {grid['trained_runs']} trained in {grid['wall_time_s']:.0f} s"
+          + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
+    print(f"[fspbench] results: {_results_dir(args)}/runs.parquet")
+    return 0 if n["failed"] == 0 else 1
+
+
+def _results_dir(args: argparse.Namespace) -> str:
+    if args.results:
+        return args.results
+    from fspbench.grid import resolve_benchmark
+
+    return f"results/{resolve_benchmark(args.benchmark).stem}"
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from fspbench.submit import submit
+
+    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fspbench", description="FSP distillation reproducibility benchmark")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -40,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="folder for the run record and checkpoints (default: runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("run", help="run a benchmark grid on Ray Tune (local, or a cluster with --address)")
+    p.add_argument("benchmark", help="a name in benchmarks/ (smoke, default, paper) or a path to a .toml file")
+    p.add_argument("--results", help="results folder (default: results/<benchmark name>)")
+    p.add_argument("--address", help="an existing Ray cluster, HOST:PORT or auto (default: a local Ray)")
+    p.add_argument("--quiet", action="store_true", help="no Tune status table")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("submit", help="submit `fspbench run` as a Ray job to a cluster's job server")
+    p.add_argument("benchmark", help="a name in benchmarks/ or a .toml file inside this project")
+    p.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
+    p.add_argument("--results", help="results folder, on storage every node shares (default: results/<name>, "
+                                     "made absolute)")
+    p.set_defaults(func=_submit)
     return parser
 
 

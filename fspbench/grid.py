@@ -1,0 +1,518 @@
+"""Benchmark file (TOML) -> a grid of validated RunConfigs with their teacher/student links.
+
+A benchmark file declares teachers, student groups and the claims to test:
+
+    name = "smoke"                 # optional; the file stem by default
+    description = "..."            # optional
+    [defaults]                     # RunConfig keys for every run (teachers and students)
+    [resources]                    # per Ray Tune trial: cpu > 0, gpu >= 0 (fractions allowed)
+    [teachers.<id>]                # role = "teacher", method = "scratch"; seeds = [...] + RunConfig keys
+    [students.<group>]             # methods x archs x seeds x budgets; teacher = "<id>", teacher_seed,
+                                   # + RunConfig keys (nested fsp tables merge over [defaults])
+    [claims.<claim>]               # fast_optimization | better_accuracy | cross_task_transfer
+
+``budgets`` is a list of main-task steps (RunConfig.steps) for every method of the group, or a
+table of lists per method (``budgets = {fsp = [200], scratch = [200, 600]}``) so that a
+fast-optimization group need not train FSP students at the long budget nobody compares.
+
+Every problem raises BadInput with one line ``<file>: <key path>: <what is expected>``.
+Run ids are content hashes (RunConfig.run_id), so the same file always gives the same ids;
+a student's id includes its teacher's run id, and its ``teacher`` is the teacher's run record
+``<results_dir>/runs/<teacher_run_id>.json`` (an absolute path, so Ray trials that change
+their working directory still find it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import fspbench
+from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge
+from fspbench.data import TASKS
+from fspbench.errors import BadInput
+from fspbench.methods import METHODS
+from fspbench.models import check_arch
+
+TOP_KEYS = ("name", "description", "defaults", "resources", "teachers", "students", "claims")
+RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
+GROUP_KEYS = ("teacher", "teacher_seed", "methods", "archs", "seeds", "budgets")
+# RunConfig keys the grid sets itself -> what to do instead
+GRID_SET = {"role": "remove it", "method": "set methods = [...] in a student group",
+            "seed": "set seeds = [...] in each teacher and student table",
+            "teacher": 'set teacher = "<teacher id>" in a student group'}
+TEACHER_SET = {"role": "remove it", "method": "remove it (teachers train from scratch)", "seed": "use seeds = [...]",
+               "teacher": "remove it (teachers have no teacher)"}
+STUDENT_SET = {"role": "remove it", "method": "use methods = [...]", "seed": "use seeds = [...]",
+               "arch": "use archs = [...]", "steps": "use budgets = [...]"}
+_FIELD_OF = {"method": "methods", "seed": "seeds", "arch": "archs", "steps": "budgets"}  # student table keys
+CLAIM_KEYS: dict[str, tuple[str, ...]] = {
+    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target"),
+    "better_accuracy": ("group", "arch", "budget"),
+    "cross_task_transfer": ("group", "arch", "budget"),
+}
+CLAIM_DEFAULTS: dict[str, dict[str, float]] = {"fast_optimization": {"margin": 0.5, "target": 0.99}}
+CLAIM_METHODS = ("fsp", "scratch")  # every claim compares FSP students with scratch ones
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CIFAR = re.compile(r"^resnet\d+$")
+_RUN_KEYS = tuple(f.name for f in fields(RunConfig))
+_FSP_KEYS = tuple(f.name for f in fields(FSPSettings))
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of the grid."""
+
+    run_id: str
+    config: RunConfig
+    role: str  # "teacher" | "student"
+    group: str  # teacher id for teachers, student group name for students
+    teacher_run_id: str  # "" when none
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A loaded benchmark file: its runs (teachers, then students) and its claims."""
+
+    name: str
+    path: Path  # the file it was read from
+    text: str  # the file's text, kept verbatim for the results
+    resources: dict[str, float]  # {"cpu": ..., "gpu": ...} per trial
+    teachers: list[GridRun]
+    students: list[GridRun]
+    claims: dict[str, dict]  # claim key -> its table, with defaults filled in
+
+    @property
+    def runs(self) -> list[GridRun]:
+        """Teachers first, then students: a student's teacher always comes before it."""
+        return [*self.teachers, *self.students]
+
+
+def benchmarks_dir() -> Path:
+    """The presets folder next to the package (a source checkout or an editable install)."""
+    return Path(fspbench.__file__).resolve().parent.parent / "benchmarks"
+
+
+def available_benchmarks() -> list[str]:
+    d = benchmarks_dir()
+    return sorted(p.stem for p in d.glob("*.toml")) if d.is_dir() else []
+
+
+def resolve_benchmark(name_or_path: str) -> Path:
+    """A preset name ("smoke" -> benchmarks/smoke.toml) or the path of an existing file."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    preset = benchmarks_dir() / f"{name_or_path}.toml"
+    if "/" not in name_or_path and not name_or_path.endswith(".toml") and preset.is_file():
+        return preset
+    names = ", ".join(available_benchmarks()) or "none"
+    raise BadInput(
+        f"{name_or_path}: no such benchmark file or preset; expected a path to a .toml file or one of: {names}"
+    )
+
+
+def load_benchmark(name_or_path: str, results_dir: str | Path) -> Benchmark:
+    """Read, validate and expand a benchmark file; every problem raises BadInput naming file and key."""
+    path = resolve_benchmark(name_or_path)
+    where = _display(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"{where}: cannot read the benchmark file: {err}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise BadInput(f"{where}: invalid TOML: {err}") from None
+    return _Loader(where, Path(results_dir)).load(raw, path.resolve(), text)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _did_you_mean(key: str, known: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class _Group:
+    """A student group after its own keys are checked (the RunConfig keys are checked per run)."""
+
+    name: str
+    teacher: str
+    teacher_seed: int
+    methods: list[str]
+    archs: list[str]
+    seeds: list[int]
+    budgets: dict[str, list[int]]  # method -> main-task steps
+    overrides: dict[str, Any]
+
+
+class _Loader:
+    def __init__(self, where: str, results_dir: Path) -> None:
+        self.where = where
+        self.runs_dir = results_dir.absolute() / "runs"
+
+    def fail(self, key: str, what: str) -> BadInput:
+        return BadInput(f"{self.where}: {key}: {what}")
+
+    def unknown(self, key: str, known: tuple[str, ...] | list[str], leaf: str) -> BadInput:
+        return BadInput(f"{self.where}: unknown key {key}{_did_you_mean(leaf, known)}; known keys: "
+                        f"{', '.join(known)}")
+
+    # ---- the whole file ----------------------------------------------------------------------
+
+    def load(self, raw: dict[str, Any], path: Path, text: str) -> Benchmark:
+        for key in raw:
+            if key not in TOP_KEYS:
+                raise self.unknown(key, TOP_KEYS, key)
+        name = raw.get("name", path.stem)
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise self.fail("name", f"expected a name of letters, digits, '_', '-' or '.', got {name!r}")
+        if not isinstance(raw.get("description", ""), str):
+            raise self.fail("description", f"expected a string, got {raw['description']!r}")
+        resources = self.resources(raw.get("resources", {}))
+        defaults = self.table(raw, "defaults", required=False)
+        self.check_keys(defaults, "defaults", allowed=[k for k in _RUN_KEYS if k not in GRID_SET], set_by=GRID_SET)
+        self.build({}, defaults, "defaults", {})  # the defaults alone must make a valid config
+
+        teachers: list[GridRun] = []
+        teacher_tables: dict[str, dict[str, Any]] = {}
+        for tid, table in self.table(raw, "teachers", required=False).items():
+            key = f"teachers.{tid}"
+            table = self.sub_table(table, key)
+            self.check_keys(table, key, allowed=["seeds", *(k for k in _RUN_KEYS if k not in TEACHER_SET)],
+                            set_by=TEACHER_SET)
+            seeds = self.seeds(table, key)
+            overrides = {k: v for k, v in table.items() if k != "seeds"}
+            teacher_tables[tid] = merge(defaults, overrides)
+            for seed in seeds:
+                cfg = self.build(defaults, overrides, key, {"role": "teacher", "method": "scratch", "seed": seed})
+                teachers.append(GridRun(cfg.run_id(), cfg, "teacher", tid, ""))
+        self.check_distinct(teachers)
+
+        groups = self.table(raw, "students", required=True)
+        parsed: dict[str, _Group] = {}
+        students: list[GridRun] = []
+        for gname, table in groups.items():
+            key = f"students.{gname}"
+            group = self.group(gname, self.sub_table(table, key), teachers)
+            parsed[gname] = group
+            teacher_run = next((t for t in teachers if t.group == group.teacher and t.config.seed ==
+                                group.teacher_seed), None)
+            for method in group.methods:
+                needs = _needs_teacher(method)
+                t_id = teacher_run.run_id if (needs and teacher_run) else ""
+                t_path = str(self.runs_dir / f"{t_id}.json") if t_id else ""
+                for arch in group.archs:
+                    for seed in group.seeds:
+                        for steps in group.budgets[method]:
+                            fixed = {"role": "student", "method": method, "arch": arch, "seed": seed,
+                                     "steps": steps, "teacher": t_path}
+                            cfg = self.build(defaults, group.overrides, key, fixed)
+                            if teacher_run is not None and needs:
+                                self.check_pair(key, cfg, teacher_run)
+                            students.append(GridRun(cfg.run_id(t_id), cfg, "student", gname, t_id))
+        self.check_distinct(teachers + students)
+        claims = self.claims(raw.get("claims", {}), parsed, teacher_tables, defaults)
+        return Benchmark(name, path, text, resources, teachers, students, claims)
+
+    # ---- tables and keys ---------------------------------------------------------------------
+
+    def table(self, raw: dict[str, Any], key: str, required: bool) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table [{key}], got {value!r}")
+        if required and not value:
+            raise self.fail(key, f"expected at least one [{key}.<name>] table")
+        return value
+
+    def sub_table(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table [{key}], got {value!r}")
+        return value
+
+    def check_keys(self, table: dict[str, Any], prefix: str, allowed: list[str],
+                   set_by: dict[str, str]) -> None:
+        for k, v in table.items():
+            if k in set_by:
+                raise self.fail(f"{prefix}.{k}", f"set by the grid, not by this table; {set_by[k]}")
+            if k not in allowed:
+                raise self.unknown(f"{prefix}.{k}", allowed, k)
+            if k == "fsp" and isinstance(v, dict):
+                for fk in v:
+                    if fk not in _FSP_KEYS:
+                        raise self.unknown(f"{prefix}.fsp.{fk}", _FSP_KEYS, fk)
+
+    def resources(self, value: Any) -> dict[str, float]:
+        if not isinstance(value, dict):
+            raise self.fail("resources", f"expected a table [resources] with cpu and gpu, got {value!r}")
+        out = dict(RESOURCE_DEFAULTS)
+        for k, v in value.items():
+            if k not in RESOURCE_DEFAULTS:
+                raise self.unknown(f"resources.{k}", tuple(RESOURCE_DEFAULTS), k)
+            ok = _is_number(v) and (v > 0 if k == "cpu" else v >= 0)
+            if not ok:
+                bound = "> 0" if k == "cpu" else ">= 0 (fractions allowed)"
+                raise self.fail(f"resources.{k}", f"expected a number {bound}, got {v!r}")
+            out[k] = float(v)
+        return out
+
+    def int_list(self, value: Any, key: str, minimum: int) -> list[int]:
+        ok = (isinstance(value, list) and value and all(_is_int(v) and v >= minimum for v in value)
+              and len(set(value)) == len(value))
+        if not ok:
+            got = "nothing" if value is None else repr(value)
+            bound = f">= {minimum}" if minimum == 0 else f"> {minimum - 1}"
+            raise self.fail(key, f"expected a non-empty list of distinct integers {bound}, got {got}")
+        return list(value)
+
+    def seeds(self, table: dict[str, Any], prefix: str) -> list[int]:
+        return self.int_list(table.get("seeds"), f"{prefix}.seeds", 0)
+
+    def name_list(self, table: dict[str, Any], prefix: str, leaf: str, check: Any) -> list[str]:
+        value = table.get(leaf)
+        key = f"{prefix}.{leaf}"
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            got = "nothing" if value is None else repr(value)
+            raise self.fail(key, f"expected a non-empty list of names, got {got}")
+        if len(set(value)) != len(value):
+            raise self.fail(key, f"expected distinct names, got {value!r}")
+        for v in value:
+            check(key, v)
+        return list(value)
+
+    def check_method(self, key: str, method: str) -> None:
+        if method not in METHODS:
+            raise self.fail(key, f"unknown method {method!r}{_did_you_mean(method, tuple(METHODS))}; "
+                                 f"expected names from {', '.join(METHODS)}")
+
+    def check_arch(self, key: str, arch: str) -> None:
+        try:
+            check_arch(arch)
+        except BadInput as err:
+            raise self.fail(key, str(err).removeprefix("arch: ")) from None
+
+    # ---- student groups ----------------------------------------------------------------------
+
+    def group(self, gname: str, table: dict[str, Any], teachers: list[GridRun]) -> _Group:
+        key = f"students.{gname}"
+        allowed = [*GROUP_KEYS, *(k for k in _RUN_KEYS if k not in STUDENT_SET and k != "teacher")]
+        self.check_keys(table, key, allowed=allowed, set_by=STUDENT_SET)
+        methods = self.name_list(table, key, "methods", self.check_method)
+        archs = self.name_list(table, key, "archs", self.check_arch)
+        seeds = self.seeds(table, key)
+        budgets = self.budgets(table.get("budgets"), key, methods)
+        declared = sorted({t.group for t in teachers})
+        needing = [m for m in methods if _needs_teacher(m)]
+        teacher = table.get("teacher")
+        if teacher is None:
+            if needing:
+                raise self.fail(f"{key}.teacher", f"methods {', '.join(needing)} need a teacher; expected "
+                                f"teacher = one of the declared teachers ({', '.join(declared) or 'none'})")
+            if "teacher_seed" in table:
+                raise self.fail(f"{key}.teacher_seed", "given without a teacher; drop it or set teacher")
+            return _Group(gname, "", 0, methods, archs, seeds, budgets, self.overrides(table))
+        if not isinstance(teacher, str) or teacher not in declared:
+            raise self.fail(f"{key}.teacher", f"{_quote(teacher)} is not a declared teacher "
+                                              f"(declared: {', '.join(declared) or 'none'})")
+        if not needing:
+            raise self.fail(f"{key}.teacher", f"no method of this group uses a teacher ({', '.join(methods)}); "
+                                              "drop teacher or add fsp, fitnet or kd to methods")
+        t_seeds = [t.config.seed for t in teachers if t.group == teacher]
+        t_seed = table.get("teacher_seed", t_seeds[0])
+        if not _is_int(t_seed) or t_seed not in t_seeds:
+            raise self.fail(f"{key}.teacher_seed", f"expected one of teacher {teacher}'s seeds "
+                                                   f"{t_seeds}, got {t_seed!r}")
+        return _Group(gname, teacher, t_seed, methods, archs, seeds, budgets, self.overrides(table))
+
+    def budgets(self, value: Any, key: str, methods: list[str]) -> dict[str, list[int]]:
+        key = f"{key}.budgets"
+        if isinstance(value, dict):
+            for m in value:
+                if m not in methods:
+                    raise self.fail(f"{key}.{m}", f"is not one of this group's methods ({', '.join(methods)})")
+            missing = [m for m in methods if m not in value]
+            if missing:
+                raise self.fail(key, f"expected budgets for every method; missing {', '.join(missing)}")
+            return {m: self.int_list(value[m], f"{key}.{m}", 1) for m in methods}
+        budgets = self.int_list(value, key, 1)
+        return {m: budgets for m in methods}
+
+    @staticmethod
+    def overrides(table: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in table.items() if k not in GROUP_KEYS}
+
+    # ---- configs -----------------------------------------------------------------------------
+
+    def build(self, defaults: dict[str, Any], overrides: dict[str, Any], prefix: str,
+              fixed: dict[str, Any]) -> RunConfig:
+        """config_from_dict on defaults < overrides < fixed; errors name the table the value came from."""
+        raw = {**merge(defaults, overrides), **fixed}
+        try:
+            cfg = config_from_dict(raw, source="\0")
+        except BadInput as err:
+            msg = str(err).removeprefix("\0: ")
+            field = msg.split(":", 1)[0]
+            raise BadInput(f"{self.where}: {self.origin(field, overrides, prefix)}{msg[len(field):]}") from None
+        self.check_classes(cfg, prefix, overrides)
+        return cfg
+
+    @staticmethod
+    def origin(field: str, overrides: dict[str, Any], prefix: str) -> str:
+        """The key path in the file of a RunConfig field (``fsp.pool`` -> ``students.g.fsp.pool``)."""
+        if field in _FIELD_OF and prefix.startswith("students."):
+            return f"{prefix}.{_FIELD_OF[field]}"
+        node: Any = overrides
+        for part in field.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return f"defaults.{field}"
+            node = node[part]
+        return f"{prefix}.{field}"
+
+    def check_classes(self, cfg: RunConfig, prefix: str, overrides: dict[str, Any]) -> None:
+        n = TASKS[cfg.task].num_classes
+        bad = [c for c in cfg.classes if not 0 <= c < n]
+        if bad:
+            raise self.fail(self.origin("classes", overrides, prefix),
+                            f"expected class ids in 0..{n - 1} for {cfg.task}, got {list(cfg.classes)}")
+
+    def check_pair(self, key: str, cfg: RunConfig, teacher: GridRun) -> None:
+        """Teacher/student mismatches that would only fail after the teacher is trained."""
+        t = teacher.config
+        t_in, s_in = TASKS[t.task].in_channels, TASKS[cfg.task].in_channels
+        if t_in != s_in:
+            raise self.fail(f"{key}.teacher", f"teacher {teacher.group} reads {t.task} ({t_in} input channels) "
+                                              f"but the students read {cfg.task} ({s_in}); pick a teacher "
+                                              "with the same input channels")
+        if cfg.method in ("kd", "fitnet") and _num_classes(t) != _num_classes(cfg):
+            raise self.fail(f"{key}.methods", f"{cfg.method} distils logits but teacher {teacher.group} has "
+                                              f"{_num_classes(t)} classes and the students {_num_classes(cfg)}")
+        if (cfg.method == "fsp" and cfg.fsp.adapter == "none" and _CIFAR.match(cfg.arch) and _CIFAR.match(t.arch)
+                and cfg.width != t.width):
+            raise self.fail(f"{key}.fsp.adapter", f"students of width {cfg.width} against teacher "
+                                                  f"{teacher.group} of width {t.width}: channels differ; "
+                                                  "expected equal widths or fsp = {adapter = \"conv1x1\"}")
+
+    def check_distinct(self, runs: list[GridRun]) -> None:
+        seen: dict[str, GridRun] = {}
+        for r in runs:
+            if r.run_id in seen:
+                a = seen[r.run_id]
+                raise self.fail(
+                    f"{r.role}s.{r.group}",
+                    f"run {r.run_id} ({_describe(r)}) duplicates the same run in {a.role}s.{a.group} "
+                    "(every setting equal); drop one or change a setting",
+                )
+            seen[r.run_id] = r
+
+    # ---- claims ------------------------------------------------------------------------------
+
+    def claims(self, value: Any, groups: dict[str, _Group], teacher_tables: dict[str, dict[str, Any]],
+               defaults: dict[str, Any]) -> dict[str, dict]:
+        if not isinstance(value, dict):
+            raise self.fail("claims", f"expected a table [claims], got {value!r}")
+        out: dict[str, dict] = {}
+        for claim, table in value.items():
+            key = f"claims.{claim}"
+            if claim not in CLAIM_KEYS:
+                raise self.unknown(key, tuple(CLAIM_KEYS), claim)
+            table = self.sub_table(table, key)
+            for k in table:
+                if k not in CLAIM_KEYS[claim]:
+                    raise self.unknown(f"{key}.{k}", CLAIM_KEYS[claim], k)
+            c = {**CLAIM_DEFAULTS.get(claim, {}), **table}
+            gname = c.get("group")
+            if not isinstance(gname, str) or gname not in groups:
+                raise self.fail(f"{key}.group", f"{_quote(gname)} is not a student group "
+                                                f"(groups: {', '.join(groups)})")
+            g = groups[gname]
+            missing = [m for m in CLAIM_METHODS if m not in g.methods]
+            if missing:
+                raise self.fail(f"{key}.group", f"group {gname} lacks methods {', '.join(missing)}; "
+                                                f"the claim compares {' and '.join(CLAIM_METHODS)} students")
+            if "arch" not in c:
+                if len(g.archs) > 1:
+                    raise self.fail(f"{key}.arch", f"group {gname} has several archs; expected one of "
+                                                   f"{', '.join(g.archs)}")
+                c["arch"] = g.archs[0]
+            if c["arch"] not in g.archs:
+                raise self.fail(f"{key}.arch", f"expected one of group {gname}'s archs "
+                                               f"({', '.join(g.archs)}), got {_quote(c['arch'])}")
+            if claim == "fast_optimization":
+                self.claim_budget(c, key, "short_budget", g, ("fsp", "scratch"))
+                self.claim_budget(c, key, "full_budget", g, ("scratch",))
+                if c["short_budget"] >= c["full_budget"]:
+                    raise self.fail(f"{key}.short_budget", f"expected less than full_budget "
+                                                           f"({c['full_budget']}), got {c['short_budget']}")
+                if not _is_number(c["margin"]) or c["margin"] < 0:
+                    raise self.fail(f"{key}.margin", f"expected accuracy points >= 0, got {c['margin']!r}")
+                if not _is_number(c["target"]) or not 0 < c["target"] <= 1:
+                    raise self.fail(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget "
+                                                     f"mean accuracy, got {c['target']!r}")
+                c["margin"], c["target"] = float(c["margin"]), float(c["target"])
+            else:
+                if "budget" not in c:
+                    common = sorted(set(g.budgets["fsp"]) & set(g.budgets["scratch"]))
+                    if not common:
+                        raise self.fail(f"{key}.budget", f"group {gname} has no budget shared by fsp and scratch")
+                    c["budget"] = common[-1]
+                self.claim_budget(c, key, "budget", g, ("fsp", "scratch"))
+            if claim == "cross_task_transfer" and g.teacher:
+                self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.overrides))
+            out[claim] = {k: c[k] for k in CLAIM_KEYS[claim]}
+        return out
+
+    def claim_budget(self, c: dict[str, Any], key: str, leaf: str, g: _Group, methods: tuple[str, ...]) -> None:
+        v = c.get(leaf)
+        if not _is_int(v):
+            raise self.fail(f"{key}.{leaf}", f"expected an integer budget of group {g.name}, got {_quote(v)}")
+        for m in methods:
+            if v not in g.budgets[m]:
+                raise self.fail(f"{key}.{leaf}", f"{v} is not a budget of the {m} students of group {g.name} "
+                                                 f"(budgets: {g.budgets[m]})")
+
+    def check_cross_task(self, key: str, g: _Group, teacher: dict[str, Any], students: dict[str, Any]) -> None:
+        """The teacher must come from another task: another data set, other classes or outside weights."""
+        def task_of(d: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
+            task = d.get("task", RunConfig.task)
+            return task, tuple(d.get("classes", ())) or ()
+
+        if task_of(teacher) == task_of(students) and not teacher.get("weights"):
+            raise self.fail(f"{key}.group", f"the teacher {g.teacher} of group {g.name} is trained on the "
+                                            "students' own task and classes; expected a teacher from another "
+                                            "task, other classes or pretrained weights")
+
+
+def _needs_teacher(method: str) -> bool:
+    return METHODS[method].needs_teacher
+
+
+def _num_classes(cfg: RunConfig) -> int:
+    return len(cfg.classes) or TASKS[cfg.task].num_classes
+
+
+def _quote(v: Any) -> str:
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+def _describe(r: GridRun) -> str:
+    c = r.config
+    return f"{c.method} {c.arch} seed {c.seed} steps {c.steps}"

@@ -1,0 +1,356 @@
+"""Execution of a benchmark grid on Ray Tune: phases, resources, storage, resume, failures, progress.
+
+Phase 1 trains the teachers and every student that needs none (scratch); phase 2 the
+students that load a teacher's checkpoint. Each run is one Tune trial of a function
+trainable; it reports at every evaluation point with its resumable state as the Tune
+checkpoint, so ``FailureConfig`` retries a crashed trial from there. A run whose record
+in results/<name>/runs/ is finished (ok or diverged) is never trained again, so a second
+``fspbench run`` after an interruption resumes the grid.
+
+results/<name>/
+  runs/<run_id>.json   run records (train.py)         runs.parquet  one row per evaluation
+  checkpoints/         weights and resumable state     grid.json     file, dates, resources, efficiency
+  ray/                 Ray Tune's own files (never read back by fspbench)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fspbench.errors import BadInput
+from fspbench.grid import Benchmark, GridRun
+from fspbench.io import atomic_write_bytes, atomic_write_json
+
+FINISHED = ("ok", "diverged")  # terminal statuses: never trained again
+PARQUET_COLUMNS = [
+    "run_id", "role", "method", "arch", "task", "seed", "teacher_run_id", "stage", "step", "stage_step",
+    "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc", "status", "eval_images",
+]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where a benchmark's results live."""
+
+    root: Path
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def ray(self) -> Path:
+        return self.root / "ray"
+
+    def record(self, run_id: str) -> Path:
+        return self.runs / f"{run_id}.json"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A run record, or None when it is missing or unreadable (then the run is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def is_finished(paths: Paths, run: GridRun) -> bool:
+    rec = read_record(paths.record(run.run_id))
+    return rec is not None and rec.get("status") in FINISHED
+
+
+# ---------------------------------------------------------------- the trial (runs in a Ray worker)
+
+
+def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -> None:
+    """One run as a Tune function trainable: resume from Tune's checkpoint, report at evaluations."""
+    import ray
+    import torch
+    from ray import tune
+
+    from fspbench.config import config_from_dict
+    from fspbench.train import train_run
+
+    paths = Paths(Path(root))
+    run_id = config["run_id"]
+    cfg = config_from_dict(runs[run_id], source=run_id)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(cpus)))  # as many threads as CPUs granted, no oversubscription
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry: put the last reported state where train_run looks for it
+        with checkpoint.as_directory() as d:
+            for f in Path(d).glob("*.state.pt"):
+                paths.checkpoints.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, paths.checkpoints / f.name)
+
+    def on_eval(row: dict[str, Any], state_path: Path | None) -> None:
+        metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        if state_path is None or not state_path.exists():
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy2(state_path, Path(d) / state_path.name)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    record = train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval)
+    if record["run_id"] != run_id:
+        raise RuntimeError(f"run id changed from {run_id} to {record['run_id']}: the teacher differs from the grid's")
+
+
+# ---------------------------------------------------------------- connecting to Ray
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast (BadInput) when nothing listens at a host:port Ray address."""
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise BadInput(f"--address: expected HOST:PORT of a Ray head node (e.g. 10.0.0.5:6379), got {address!r}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise BadInput(
+            f"--address {address}: no Ray cluster answers there ({err.strerror or err}); start one with "
+            "`ray start --head` on that host or drop --address to run locally"
+        ) from None
+
+
+def connect(address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local Ray with every core of this machine."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        check_reachable(address)
+        try:
+            ray.init(address=address, logging_level="ERROR", log_to_driver=True)
+        except (ConnectionError, ray.exceptions.AuthenticationError) as err:
+            first = str(err).splitlines()[0]
+            raise BadInput(f"--address {address}: {first} (token clusters need RAY_AUTH_MODE=token and "
+                           "RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
+    else:
+        ray.init(include_dashboard=False, logging_level="ERROR")
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
+
+
+def _progress_callback(label: str, total: int) -> Any:
+    from ray.tune import Callback
+
+    class PhaseProgress(Callback):
+        """One line per finished trial: done / running / pending / failed, elapsed, remaining."""
+
+        def __init__(self) -> None:
+            self.start = time.monotonic()
+            self.done = self.failed = 0
+
+        def _line(self, trials: list[Any], ended: Any) -> None:
+            running = sum(t.status == "RUNNING" and t is not ended for t in trials)
+            pending = total - self.done - self.failed - running
+            elapsed = time.monotonic() - self.start
+            finished = self.done + self.failed
+            eta = elapsed / finished * (total - finished) if finished else float("nan")
+            remaining = _fmt(eta) if finished else "?"
+            print(f"[fspbench] {label}: {self.done} done, {running} running, {pending} pending, "
+                  f"{self.failed} failed; elapsed {_fmt(elapsed)}, remaining ~{remaining}", flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.done += 1
+            self._line(trials, trial)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.failed += 1
+            self._line(trials, trial)
+
+    return PhaseProgress()
+
+
+# ---------------------------------------------------------------- one phase
+
+
+def _run_phase(label: str, runs: list[GridRun], bench: Benchmark, paths: Paths, verbose: int) -> None:
+    from ray import tune
+
+    trainable = tune.with_parameters(
+        _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
+    trainable = tune.with_resources(trainable, {"cpu": bench.resources["cpu"], "gpu": bench.resources["gpu"]})
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run_id": tune.grid_search([r.run_id for r in runs])},
+        tune_config=tune.TuneConfig(
+            trial_name_creator=lambda t: t.config["run_id"],
+            trial_dirname_creator=lambda t: t.config["run_id"],
+            reuse_actors=True,  # keeps the imported torch and the cached data set between trials
+        ),
+        run_config=tune.RunConfig(
+            name=f"{label.split()[0]}-{stamp}",
+            storage_path=str(paths.ray.resolve()),
+            failure_config=tune.FailureConfig(max_failures=2),  # retried from the last checkpoint
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=[_progress_callback(label, len(runs))],
+            verbose=verbose,
+        ),
+    )
+    print(f"[fspbench] {label}: {len(runs)} runs", flush=True)
+    tuner.fit()  # trial errors are recorded by the trials; the grid goes on
+
+
+# ---------------------------------------------------------------- results tables
+
+
+def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per evaluation point of every run (DESIGN.md columns); a run's status on each of its rows.
+
+    A run that failed before its first evaluation keeps one row with step 0 and no metrics,
+    so failures are counted rather than dropped.
+    """
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        curve = rec.get("curve") or [{
+            "run_id": rec["run_id"], "role": rec["role"], "method": rec["method"], "arch": rec["arch"],
+            "task": rec["task"], "seed": rec["seed"], "teacher_run_id": rec.get("teacher_run_id", ""),
+            "stage": "", "step": 0, "stage_step": 0, "images_seen": 0, "wall_time_s": 0.0,
+            "train_loss": None, "test_loss": None, "test_acc": None, "eval_images": 0,
+        }]
+        rows += [{**row, "status": rec["status"]} for row in curve]
+    df = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
+    for col in ("train_loss", "test_loss", "test_acc", "wall_time_s"):
+        df[col] = df[col].astype("float64")
+    for col in ("seed", "step", "stage_step", "images_seen", "eval_images"):
+        df[col] = df[col].astype("int64")
+    return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ---------------------------------------------------------------- the grid
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _mark_blocked(paths: Paths, run: GridRun, teacher_status: str) -> None:
+    """A student whose teacher did not finish is recorded as failed, not silently skipped."""
+    rec = {"run_id": run.run_id, "role": run.role, "method": run.config.method, "arch": run.config.arch,
+           "task": run.config.task, "seed": run.config.seed, "teacher_run_id": run.teacher_run_id,
+           "config": run.config.to_dict(), "status": "failed", "curve": [], "final": None, "checkpoint": None,
+           "error": f"teacher {run.teacher_run_id} ended with status {teacher_status}", "finished_at": _now()}
+    atomic_write_json(paths.record(run.run_id), rec)
+
+
+def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
+             verbose: int = 1) -> dict[str, Any]:
+    """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json."""
+    paths = Paths(Path(results))
+    paths.runs.mkdir(parents=True, exist_ok=True)
+    started, t0 = _now(), time.monotonic()
+    pending = [r for r in bench.runs if not is_finished(paths, r)]
+    trained_before = {r.run_id for r in bench.runs} - {r.run_id for r in pending}
+    print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(trained_before)} already finished, "
+          f"{len(pending)} to train; results in {paths.root}", flush=True)
+    cpus = gpus = 0.0
+    if pending:
+        import ray
+
+        connect(address)
+        resources = ray.cluster_resources()
+        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+        phase1 = [r for r in pending if not r.teacher_run_id]
+        phase2 = [r for r in pending if r.teacher_run_id]
+        if phase1:
+            _run_phase("phase 1/2 (teachers and students without a teacher)", phase1, bench, paths, verbose)
+        ready = []
+        for r in phase2:
+            t = read_record(paths.record(r.teacher_run_id))
+            status = t.get("status") if t else "missing"
+            if status == "ok":
+                ready.append(r)
+            else:
+                _mark_blocked(paths, r, status)
+        if ready:
+            _run_phase("phase 2/2 (students of a teacher)", ready, bench, paths, verbose)
+    return _write_outputs(bench, paths, started, time.monotonic() - t0, pending, cpus, gpus)
+
+
+def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, trained: list[GridRun],
+                   cpus: float, gpus: float) -> dict[str, Any]:
+    records = []
+    for r in bench.runs:
+        rec = read_record(paths.record(r.run_id))
+        if rec is None:  # never started (e.g. the driver stopped first): still listed as failed
+            rec = {"run_id": r.run_id, "role": r.role, "method": r.config.method, "arch": r.config.arch,
+                   "task": r.config.task, "seed": r.config.seed, "teacher_run_id": r.teacher_run_id,
+                   "status": "failed", "curve": []}
+        records.append(rec)
+    write_parquet(runs_table(records), paths.root / "runs.parquet")
+    trained_ids = {r.run_id for r in trained}
+    trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
+    slots = _slots(bench, cpus, gpus)
+    counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
+    grid = {
+        "name": bench.name,
+        "benchmark_file": str(bench.path),
+        "benchmark_text": bench.text,
+        "started_at": started,
+        "finished_at": _now(),
+        "wall_time_s": round(wall, 2),
+        "cpus": cpus,
+        "gpus": gpus,
+        "trial_resources": bench.resources,
+        "concurrent_slots": slots,
+        "trained_runs": len(trained_ids),
+        "trial_time_s": round(trial_time, 2),
+        # summed training time of the trials / (wall time x slots that could run at once)
+        "harness_efficiency": round(trial_time / (wall * slots), 4) if trained_ids and slots and wall else None,
+        "runs": {"total": len(records), **counts},
+    }
+    previous = read_record(paths.root / "grid.json")
+    if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
+        grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text}
+    grid["history"] = (previous or {}).get("history", []) + [
+        {"started_at": started, "finished_at": _now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
+         "trial_time_s": round(trial_time, 2), "cpus": cpus, "gpus": gpus}]
+    atomic_write_json(paths.root / "grid.json", grid)
+    return grid
+
+
+def _slots(bench: Benchmark, cpus: float, gpus: float) -> int:
+    """How many trials the cluster can run at once with the benchmark's per-trial resources."""
+    if not cpus:
+        return 0
+    by_cpu = int(cpus // bench.resources["cpu"])
+    if bench.resources["gpu"] > 0:
+        return min(by_cpu, int(gpus // bench.resources["gpu"]))
+    return by_cpu

@@ -1,0 +1,30 @@
+"""Sessions: tests, lint, benchmark, smoke, report, submit. ``nox -s NAME -- ARGS`` passes ARGS on."""
+
+from __future__ import annotations
+
+import nox
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# the versions pyproject.toml allows, up to the one torch is installed for here
+PYTHON = nox.project.python_versions(PYPROJECT, max_version="3.11")
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"  # torch is large: install it once per session venv
+
+
+def _install(session: nox.Session, extras: str = "") -> None:
+    session.install("-e", f".[{extras}]" if extras else ".")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite on real Fashion-MNIST and a real local Ray (posargs go to pytest)."""
+    _install(session, "dev")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the package, tests and this file."""
+    session.install("ruff")
+    session.run("ruff", "check", "fspbench", "tests", "noxfile.py", *session.posargs)

@@ -1,0 +1,325 @@
+"""Benchmark files -> grids: the presets' shapes and budgets, and one clear line for every malformed file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fspbench.grid import Benchmark, available_benchmarks, load_benchmark, resolve_benchmark
+from fspbench.methods import METHODS, StageSpec
+
+PRESETS = ("smoke", "default", "paper")
+
+
+def raw_of(b: Benchmark) -> dict:
+    return tomllib.loads(b.text)
+
+
+def expected_counts(raw: dict) -> tuple[int, int]:
+    """Teachers: one run per seed. Students: methods x archs x seeds x budgets (budgets may be per method)."""
+    teachers = sum(len(t["seeds"]) for t in raw.get("teachers", {}).values())
+    students = 0
+    for g in raw["students"].values():
+        b = g["budgets"]
+        per_arch_seed = sum(len(b[m]) for m in g["methods"]) if isinstance(b, dict) else len(g["methods"]) * len(b)
+        students += per_arch_seed * len(g["archs"]) * len(g["seeds"])
+    return teachers, students
+
+
+@pytest.fixture(scope="module", params=PRESETS)
+def preset(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Benchmark:
+    return load_benchmark(request.param, tmp_path_factory.mktemp("results"))
+
+
+def test_presets_are_found() -> None:
+    assert set(PRESETS) <= set(available_benchmarks())
+    for name in PRESETS:
+        assert resolve_benchmark(name).name == f"{name}.toml"
+
+
+def test_preset_counts(preset: Benchmark) -> None:
+    teachers, students = expected_counts(raw_of(preset))
+    assert (len(preset.teachers), len(preset.students)) == (teachers, students)
+    assert preset.runs == [*preset.teachers, *preset.students]
+    assert preset.name == preset.path.stem
+    assert set(preset.claims) == {"fast_optimization", "better_accuracy", "cross_task_transfer"}
+
+
+def test_preset_counts_by_hand() -> None:
+    """The arithmetic spelled out once, so a preset edit that changes the grid is noticed."""
+    counts = {n: (len(b.teachers), len(b.students)) for n in PRESETS for b in [load_benchmark(n, "/tmp/r")]}
+    assert counts["smoke"] == (2, 2 * 1 * 2 * 2 + 2 * 1 * 2 * 1)  # main: 2 methods x 2 seeds x 2 budgets; cross
+    assert counts["default"] == (3, (1 + 2) * 5 + 4 * 5 + 2 * 5)  # fast: fsp 1 + scratch 2 budgets; minimize; cross
+    assert counts["paper"] == (3 + 1 + 1, (1 + 2) * 3 + 4 * 3 + 3 * 3 + 2 * 3)
+
+
+def test_teacher_links(preset: Benchmark) -> None:
+    teacher_ids = {t.run_id for t in preset.teachers}
+    for t in preset.teachers:
+        assert t.role == t.config.role == "teacher" and t.config.method == "scratch"
+        assert t.teacher_run_id == "" and t.config.teacher == ""
+        assert t.run_id == t.config.run_id()
+    for s in preset.students:
+        assert s.role == s.config.role == "student"
+        if METHODS[s.config.method].needs_teacher:
+            assert s.teacher_run_id in teacher_ids
+            assert Path(s.config.teacher).is_absolute()
+            assert s.config.teacher.endswith(f"runs/{s.teacher_run_id}.json")
+        else:
+            assert s.teacher_run_id == "" and s.config.teacher == ""
+        assert s.run_id == s.config.run_id(s.teacher_run_id)
+
+
+def test_ids_stable_and_distinct(preset: Benchmark, tmp_path: Path) -> None:
+    again = load_benchmark(str(preset.path), tmp_path / "elsewhere")  # another results dir: same ids
+    assert [r.run_id for r in again.runs] == [r.run_id for r in preset.runs]
+    ids = [r.run_id for r in preset.runs]
+    assert len(set(ids)) == len(ids)
+
+
+def test_claims_reference_the_grid(preset: Benchmark) -> None:
+    for claim in preset.claims.values():
+        runs = [s for s in preset.students if s.group == claim["group"] and s.config.arch == claim["arch"]]
+        methods = {s.config.method for s in runs}
+        assert {"fsp", "scratch"} <= methods
+        for key in ("budget", "short_budget"):
+            if key in claim:
+                for m in ("fsp", "scratch"):
+                    assert any(s.config.method == m and s.config.steps == claim[key] for s in runs)
+    fast = preset.claims["fast_optimization"]
+    assert set(fast) == {"group", "arch", "short_budget", "full_budget", "margin", "target"}
+    assert fast["short_budget"] < fast["full_budget"] and 0 < fast["target"] <= 1
+    cross = preset.claims["cross_task_transfer"]
+    student = next(s for s in preset.students if s.group == cross["group"] and s.teacher_run_id)
+    teacher = next(t for t in preset.teachers if t.run_id == student.teacher_run_id)
+    tc, sc = teacher.config, student.config
+    assert (tc.task, tc.classes) != (sc.task, sc.classes) or tc.weights
+    if preset.name != "paper":
+        assert set(tc.classes) == {0, 1, 2, 3, 4} and set(sc.classes) == {5, 6, 7, 8, 9}
+        assert sc.train_per_class == 100
+
+
+def test_default_seeds_and_fast_optimization_ratios() -> None:
+    b = load_benchmark("default", "/tmp/r")
+    for group in {s.group for s in b.students}:
+        runs = [s for s in b.students if s.group == group]
+        for m in {s.config.method for s in runs}:
+            assert len({s.config.seed for s in runs if s.config.method == m}) >= 5, (group, m)
+    fast = b.claims["fast_optimization"]
+    fsp = [s for s in b.students if s.group == fast["group"] and s.config.method == "fsp"]
+    assert {s.config.steps for s in fsp} == {fast["short_budget"]}
+    for s in fsp:
+        init = next(st for st in METHODS["fsp"].stages(s.config) if st.name == "init")
+        assert init.steps * 3 == pytest.approx(fast["full_budget"], rel=0.2)
+    assert fast["short_budget"] * 3 == pytest.approx(fast["full_budget"], rel=0.2)
+    teacher = next(t for t in b.teachers if t.run_id == fsp[0].teacher_run_id)
+    assert teacher.config.arch == fsp[0].config.arch  # same-size pair, as in the paper
+    better = b.claims["better_accuracy"]
+    minimize = [s for s in b.students if s.group == better["group"]]
+    assert {s.config.method for s in minimize} == {"fsp", "fitnet", "kd", "scratch"}
+    t_id = next(s.teacher_run_id for s in minimize if s.teacher_run_id)
+    t_arch = next(t for t in b.teachers if t.run_id == t_id).config.arch
+    assert _depth(t_arch) > _depth(better["arch"])  # a smaller student
+
+
+def _depth(arch: str) -> int:
+    return int(arch.removeprefix("resnet"))
+
+
+# ---- the time budgets stated in the preset comments ------------------------------------------------
+
+TRAIN_IMG_S = {"resnet8": 1500, "resnet14": 800, "resnet20": 600}  # 2-thread training speed, 28x28
+EVAL_IMG_S = {"resnet8": 5000, "resnet14": 2500, "resnet20": 1800}  # full test set: ~4 s with resnet14
+START_S = 2.0  # per trial: worker, data, model, teacher load
+
+
+def estimate_seconds(b: Benchmark) -> float:
+    """Sum over runs at 2-thread speed (2 trials at once, each at half speed): training + evaluation."""
+    teachers = {t.run_id: t.config for t in b.teachers}
+    total = 0.0
+    for r in b.runs:
+        c = r.config
+        step = c.batch_size / TRAIN_IMG_S[c.arch]
+        t_fwd = c.batch_size / TRAIN_IMG_S[teachers[r.teacher_run_id].arch] / 3 if r.teacher_run_id else 0.0
+        stages: list[StageSpec] = METHODS[c.method].stages(c)
+        for st in stages:
+            uses_teacher = r.teacher_run_id and (st.name == "init" or c.method in ("kd", "fitnet"))
+            total += st.steps * (step + (t_fwd if uses_teacher else 0.0))
+        steps = sum(st.steps for st in stages)
+        test_images = 1000 * len(c.classes) if c.classes else 10000
+        total += (steps // c.eval_every * (c.eval_subset or test_images) + test_images) / EVAL_IMG_S[c.arch]
+        total += START_S
+    return total
+
+
+def test_cpu_presets_fit_their_time_budgets() -> None:
+    assert estimate_seconds(load_benchmark("smoke", "/tmp/r")) < 150  # ~2.5 min of 2-core time
+    assert estimate_seconds(load_benchmark("default", "/tmp/r")) < 25 * 60  # margin under 30 min
+
+
+def test_paper_settings() -> None:
+    b = load_benchmark("paper", "/tmp/r")
+    assert b.resources == {"cpu": 4.0, "gpu": 0.25}
+    c10 = [t for t in b.teachers if t.group == "c10_r26"]
+    assert {(t.config.arch, t.config.steps, t.config.lr, t.config.milestones) for t in c10} == {
+        ("resnet26", 64000, 0.1, (0.5, 0.75))}
+    fast = b.claims["fast_optimization"]
+    assert (fast["short_budget"], fast["full_budget"]) == (21000, 64000)
+    fitnet = next(s for s in b.students if s.config.method == "fitnet" and s.config.task == "cifar10")
+    assert METHODS["fitnet"].stages(fitnet.config)[0].steps == 35000
+    c100 = [r for r in b.runs if r.config.task == "cifar100"]
+    assert c100 and all(not r.config.augment and r.config.width == 4 for r in c100)
+    cub = [s for s in b.students if s.config.task == "cub200" and s.config.method == "fsp"]
+    assert cub and all(s.config.fsp.adapter == "conv1x1" and s.config.arch == "resnet20" for s in cub)
+    assert all(len({s.config.seed for s in b.students if s.group == g}) >= 3 for g in {s.group for s in b.students})
+
+
+# ---- malformed files -----------------------------------------------------------------------------
+
+BASE = """
+name = "tiny"
+[defaults]
+task = "fashion-mnist"
+eval_every = 10
+[resources]
+cpu = 1
+gpu = 0.0
+[teachers.t14]
+arch = "resnet14"
+seeds = [0]
+steps = 40
+[students.g]
+teacher = "t14"
+methods = ["fsp", "scratch"]
+archs = ["resnet8"]
+seeds = [0, 1]
+budgets = [20, 60]
+init_steps = 20
+[claims.fast_optimization]
+group = "g"
+short_budget = 20
+full_budget = 60
+[claims.better_accuracy]
+group = "g"
+budget = 60
+"""
+
+
+def test_base_file_is_valid(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.toml"
+    f.write_text(BASE)
+    b = load_benchmark(str(f), tmp_path / "results")
+    assert (len(b.teachers), len(b.students)) == (1, 8)
+    assert b.claims["fast_optimization"] == {"group": "g", "arch": "resnet8", "short_budget": 20,
+                                             "full_budget": 60, "margin": 0.5, "target": 0.99}
+    assert b.claims["better_accuracy"] == {"group": "g", "arch": "resnet8", "budget": 60}
+    assert b.text == BASE and b.path == f.resolve()
+
+
+def test_per_method_budgets_and_group_overrides(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.toml"
+    text = BASE.replace("budgets = [20, 60]", 'budgets = { fsp = [20], scratch = [20, 60] }\nfsp = { pool = "avg" }')
+    text = text.replace("\nbudget = 60", "\nbudget = 20")
+    f.write_text(text.replace("[defaults]", '[defaults]\nfsp = { distance = "mse_mean" }'))
+    b = load_benchmark(str(f), tmp_path)
+    assert sorted((s.config.method, s.config.steps) for s in b.students if s.config.seed == 0) == [
+        ("fsp", 20), ("scratch", 20), ("scratch", 60)]
+    fsp = next(s for s in b.students if s.config.method == "fsp").config.fsp
+    assert (fsp.pool, fsp.distance) == ("avg", "mse_mean")  # nested tables merge over [defaults]
+
+
+def _sub(old: str, new: str):
+    def edit(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+    return edit
+
+
+def _add(section: str, line: str):
+    return _sub(f"[{section}]\n", f"[{section}]\n{line}\n")
+
+
+MALFORMED = [
+    # (id, edit of BASE, substrings the one-line message must contain)
+    ("unknown-top-key", lambda t: "teachrs = 1\n" + t, ["unknown key teachrs", "did you mean teachers"]),
+    ("unknown-group-key", _sub("methods =", "methodz ="), ["unknown key students.g.methodz", "did you mean methods"]),
+    ("unknown-resource-key", _add("resources", "gpus = 1"), ["unknown key resources.gpus"]),
+    ("unknown-fsp-key", _add("students.g", 'fsp = { poool = "max" }'),
+     ["unknown key students.g.fsp.poool", "did you mean pool"]),
+    ("unknown-claim-key", _add("claims.fast_optimization", "margn = 1"), ["claims.fast_optimization.margn"]),
+    ("unknown-claim", lambda t: t + '\n[claims.faster]\ngroup = "g"\n', ["claims.faster"]),
+    ("wrong-type-group", _add("students.g", 'lr = "fast"'), ["students.g.lr", "expected a number"]),
+    ("wrong-type-defaults", _sub("eval_every = 10", 'eval_every = "10"'), ["defaults.eval_every", "integer"]),
+    ("wrong-type-teacher", _add("teachers.t14", "augment = 1"), ["teachers.t14.augment", "true or false"]),
+    ("zero-budget", _sub("budgets = [20, 60]", "budgets = [0, 60]"), ["students.g.budgets", "integers > 0"]),
+    ("negative-budget", _sub("budgets = [20, 60]", "budgets = [-20]"), ["students.g.budgets"]),
+    ("float-budget", _sub("budgets = [20, 60]", "budgets = [20.5]"), ["students.g.budgets"]),
+    ("zero-teacher-steps", _sub("steps = 40", "steps = 0"), ["teachers.t14.steps", "> 0"]),
+    ("unknown-arch", _sub('archs = ["resnet8"]', 'archs = ["resnet9"]'), ["students.g.archs", "resnet9"]),
+    ("unknown-teacher-arch", _sub('arch = "resnet14"', 'arch = "vgg16"'), ["teachers.t14.arch", "vgg16"]),
+    ("unknown-method", _sub('"fsp", "scratch"]', '"fspp", "scratch"]'),
+     ["students.g.methods", "fspp", "did you mean fsp"]),
+    ("unknown-task", _sub('task = "fashion-mnist"', 'task = "mnist"'), ["defaults.task", "mnist"]),
+    ("missing-teacher", _sub('teacher = "t14"', 'teacher = "t99"'),
+     ['students.g.teacher', '"t99" is not a declared teacher (declared: t14)']),
+    ("no-teacher-for-fsp", _sub('teacher = "t14"\n', ""), ["students.g.teacher", "need a teacher"]),
+    ("bad-teacher-seed", _add("students.g", "teacher_seed = 3"), ["students.g.teacher_seed", "[0]"]),
+    ("missing-seeds", _sub("seeds = [0, 1]\n", ""), ["students.g.seeds", "non-empty list of distinct integers >= 0"]),
+    ("empty-seeds", _sub("seeds = [0]", "seeds = []"), ["teachers.t14.seeds", "non-empty list"]),
+    ("negative-seed", _sub("seeds = [0, 1]", "seeds = [0, -1]"), ["students.g.seeds"]),
+    ("duplicate-seeds", _sub("seeds = [0, 1]", "seeds = [1, 1]"), ["students.g.seeds", "distinct"]),
+    ("grid-set-key", _add("students.g", 'arch = "resnet8"'),
+     ["students.g.arch", "set by the grid", "use archs = [...]"]),
+    ("grid-set-method-in-teacher", _add("teachers.t14", 'method = "fsp"'), ["teachers.t14.method"]),
+    ("invalid-toml", _sub("[students.g]", "[students.g"), ["invalid TOML"]),
+    ("claim-missing-group", _sub('group = "g"\nbudget', 'group = "h"\nbudget'),
+     ["claims.better_accuracy.group", '"h"']),
+    ("claim-missing-budget", _sub("\nbudget = 60", "\nbudget = 70"), ["claims.better_accuracy.budget", "70"]),
+    ("claim-short-not-shorter", _sub("short_budget = 20", "short_budget = 60"), ["claims.fast_optimization"]),
+    ("claim-bad-arch", _add("claims.better_accuracy", 'arch = "resnet20"'), ["claims.better_accuracy.arch"]),
+    ("claim-group-lacks-scratch", _sub('"fsp", "scratch"]', '"fsp", "kd"]'), ["claims.fast_optimization.group"]),
+    ("cross-task-same-task", lambda t: t + '\n[claims.cross_task_transfer]\ngroup = "g"\n',
+     ["claims.cross_task_transfer.group", "another task"]),
+    ("duplicate-runs", lambda t: t + "\n" + t[t.index("[students.g]"):t.index("[claims")].replace(
+        "[students.g]", "[students.g2]"), ["students.g2", "students.g", "duplicates"]),
+    ("duplicate-teachers", _sub("[students.g]", '[teachers.t2]\narch = "resnet14"\nseeds = [0]\nsteps = 40\n'
+                                "[students.g]"), ["teachers.t2", "teachers.t14", "duplicates"]),
+    ("zero-cpu", _sub("cpu = 1", "cpu = 0"), ["resources.cpu", "> 0"]),
+    ("negative-gpu", _sub("gpu = 0.0", "gpu = -1"), ["resources.gpu", ">= 0"]),
+    ("class-out-of-range", _add("students.g", "classes = [3, 12]"), ["students.g.classes", "0..9"]),
+    ("budgets-table-missing-method", _sub("budgets = [20, 60]", "budgets = { fsp = [20] }"),
+     ["students.g.budgets", "scratch"]),
+    ("width-mismatch", _add("students.g", "width = 2"), ["students.g.fsp.adapter", "conv1x1"]),
+    ("no-students", lambda t: t[: t.index("[students.g]")], ["students", "at least one"]),
+    ("bad-name", _sub('name = "tiny"', 'name = "a/b"'), ["name"]),
+]
+
+
+@pytest.mark.parametrize("edit,needles", [pytest.param(e, n, id=i) for i, e, n in MALFORMED])
+def test_malformed_file_raises_one_line(tmp_path: Path, edit, needles: list[str]) -> None:
+    from fspbench.errors import BadInput
+
+    f = tmp_path / "broken.toml"
+    f.write_text(edit(BASE))
+    with pytest.raises(BadInput) as info:
+        load_benchmark(str(f), tmp_path / "results")
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(f)) or msg.startswith("broken.toml"), msg
+    for needle in needles:
+        assert needle in msg, msg
+
+
+def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
+    from fspbench.errors import BadInput
+
+    with pytest.raises(BadInput, match="nope") as info:
+        resolve_benchmark("nope")
+    for name in PRESETS:
+        assert name in str(info.value)
+    missing = str(tmp_path / "missing.toml")
+    with pytest.raises(BadInput) as info:
+        load_benchmark(missing, tmp_path)
+    assert str(info.value).startswith(missing) and "smoke" in str(info.value)
