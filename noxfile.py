@@ -28,3 +28,27 @@ def lint(session: nox.Session) -> None:
     """ruff over the package, tests and this file."""
     session.install("ruff")
     session.run("ruff", "check", "fspbench", "tests", "noxfile.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """A benchmark grid on a local Ray (default preset; `nox -s benchmark -- smoke` or any `fspbench run` args)."""
+    _install(session)
+    args = session.posargs or ["default"]
+    session.run("fspbench", "run", *args)
+
+
+@nox.session(python=PYTHON)
+def smoke(session: nox.Session) -> None:
+    """The smoke preset: the whole pipeline in a few minutes (results/smoke)."""
+    _install(session)
+    session.run("fspbench", "run", "smoke", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def submit(session: nox.Session) -> None:
+    """Submit a grid as a Ray job: `nox -s submit -- default --address http://HEAD:8265`."""
+    _install(session)
+    if not session.posargs:
+        session.error("usage: nox -s submit -- BENCHMARK --address http://HEAD:8265 [--results SHARED_DIR]")
+    session.run("fspbench", "submit", *session.posargs)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -87,6 +88,8 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
     from fspbench.config import config_from_dict
     from fspbench.train import train_run
 
+    # one line per stored checkpoint would drown the progress lines
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     paths = Paths(Path(root))
     run_id = config["run_id"]
     cfg = config_from_dict(runs[run_id], source=run_id)
@@ -274,7 +277,6 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
              verbose: int = 1) -> dict[str, Any]:
     """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json."""
     paths = Paths(Path(results))
-    paths.runs.mkdir(parents=True, exist_ok=True)
     started, t0 = _now(), time.monotonic()
     pending = [r for r in bench.runs if not is_finished(paths, r)]
     trained_before = {r.run_id for r in bench.runs} - {r.run_id for r in pending}
@@ -284,7 +286,8 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     if pending:
         import ray
 
-        connect(address)
+        connect(address)  # before anything is written: a bad address leaves no trace
+        paths.runs.mkdir(parents=True, exist_ok=True)
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
         phase1 = [r for r in pending if not r.teacher_run_id]
@@ -301,6 +304,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
                 _mark_blocked(paths, r, status)
         if ready:
             _run_phase("phase 2/2 (students of a teacher)", ready, bench, paths, verbose)
+    paths.runs.mkdir(parents=True, exist_ok=True)
     return _write_outputs(bench, paths, started, time.monotonic() - t0, pending, cpus, gpus)
 
 

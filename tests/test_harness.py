@@ -1,0 +1,122 @@
+"""The benchmark harness on a real Ray cluster started by the tests, through the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import run_cli
+
+from fspbench.tune import PARQUET_COLUMNS
+
+TESTS = Path(__file__).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """`ray start --head --num-cpus 2` with token authentication on free ports; stopped at the end."""
+    if shutil.which("ray") is None:
+        pytest.skip("the ray command is not installed")
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port, dash = _free_port(), _free_port()
+    full_env = {**os.environ, **env}
+    start = subprocess.run(
+        ["ray", "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+         "--disable-usage-stats"],
+        env=full_env, capture_output=True, text=True, timeout=180,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=full_env, capture_output=True, timeout=120)
+
+
+def _last_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("step").groupby("run_id").tail(1)
+
+
+@pytest.mark.slow
+def test_smoke_benchmark_end_to_end_then_resume_trains_nothing(ray_cluster, tmp_path: Path) -> None:
+    results = tmp_path / "R"
+    t0 = time.monotonic()
+    first = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                    env=ray_cluster["env"])
+    first_s = time.monotonic() - t0
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    df = pd.read_parquet(results / "runs.parquet")
+    assert set(PARQUET_COLUMNS) <= set(df.columns)
+    assert not df.duplicated(["run_id", "step"]).any()
+    runs = df.drop_duplicates("run_id")
+    assert set(runs[runs.role == "teacher"].method) == {"scratch"}
+    assert {"fsp", "scratch"} <= set(runs[runs.role == "student"].method)
+    assert (runs.status == "ok").all()
+    fsp = runs[runs.method == "fsp"]
+    assert (fsp.teacher_run_id.isin(runs[runs.role == "teacher"].run_id)).all()
+    assert df.test_acc.between(0, 1).all()
+    last = _last_rows(df)
+    assert (last[last.role == "teacher"].test_acc > 0.5).all()  # chance is 0.1
+    assert len(list((results / "runs").glob("*.json"))) == len(runs)
+    grid = json.loads((results / "grid.json").read_text())
+    assert grid["runs"]["ok"] == len(runs) and grid["cpus"] == 2.0 and grid["concurrent_slots"] == 2
+    assert 0 < grid["harness_efficiency"] <= 1.0
+    assert "[students.main]" in grid["benchmark_text"]
+
+    t0 = time.monotonic()
+    second = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                     env=ray_cluster["env"])
+    second_s = time.monotonic() - t0
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "0 to train" in second.stdout
+    assert second_s < first_s / 4, (first_s, second_s)
+    again = pd.read_parquet(results / "runs.parquet")
+    pd.testing.assert_frame_equal(again, df)
+
+
+@pytest.mark.slow
+def test_submit_runs_the_grid_as_a_ray_job(ray_cluster, tmp_path: Path) -> None:
+    results = tmp_path / "J"
+    bench = str((TESTS / "benchmarks" / "tiny.toml").resolve())
+    res = run_cli("submit", bench, "--address", ray_cluster["dashboard"], "--results", str(results),
+                  env=ray_cluster["env"])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "SUCCEEDED" in res.stdout
+    assert "[fspbench] tiny: 3 runs" in res.stdout  # the job's own log, streamed back
+    df = pd.read_parquet(results / "runs.parquet")
+    assert df.run_id.nunique() == 3 and (df.status == "ok").all()
+    assert set(df.drop_duplicates("run_id").method) == {"scratch", "fsp"}
+
+
+def test_submit_without_token_is_refused_clearly(ray_cluster, tmp_path: Path) -> None:
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "", "HOME": str(tmp_path)}
+    res = run_cli("submit", "smoke", "--address", ray_cluster["dashboard"], "--results", str(tmp_path / "R"),
+                  env=env)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "RAY_AUTH_TOKEN" in res.stderr
+    assert not (tmp_path / "R").exists()
+
+
+@pytest.mark.parametrize("command,address", [("run", "127.0.0.1:{port}"), ("submit", "http://127.0.0.1:{port}")])
+def test_unreachable_address_exits_2_quickly(command: str, address: str, tmp_path: Path) -> None:
+    addr = address.format(port=_free_port())  # nothing listens there
+    t0 = time.monotonic()
+    res = run_cli(command, "smoke", "--address", addr, "--results", str(tmp_path / "R"))
+    assert res.returncode == 2, res.stderr
+    assert time.monotonic() - t0 < 60
+    assert res.stderr.count("\n") == 1 and addr in res.stderr
+    assert not (tmp_path / "R" / "runs.parquet").exists()
