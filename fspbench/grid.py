@@ -124,11 +124,17 @@ def load_benchmark(name_or_path: str, results_dir: str | Path) -> Benchmark:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise BadInput(f"{where}: cannot read the benchmark file: {err}") from None
+    return benchmark_from_text(text, path.resolve(), results_dir, where)
+
+
+def benchmark_from_text(text: str, path: Path, results_dir: str | Path, where: str | None = None) -> Benchmark:
+    """Expand a benchmark file's text (e.g. the copy kept in grid.json); same checks as load_benchmark."""
+    where = where or str(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise BadInput(f"{where}: invalid TOML: {err}") from None
-    return _Loader(where, Path(results_dir)).load(raw, path.resolve(), text)
+    return _Loader(where, Path(results_dir)).load(raw, path, text)
 
 
 def _display(path: Path) -> str:
