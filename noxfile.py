@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -30,19 +32,39 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "fspbench", "tests", "noxfile.py", *session.posargs)
 
 
+def _results_dir(args: list[str]) -> str:
+    """Where `fspbench run ARGS` writes: --results DIR, else results/<benchmark file stem>."""
+    if "--results" in args:
+        return args[args.index("--results") + 1]
+    return f"results/{Path(args[0]).stem}"
+
+
+def _run_and_report(session: nox.Session, args: list[str]) -> None:
+    session.run("fspbench", "run", *args)
+    results = _results_dir(args)
+    session.run("fspbench", "report", results, "--out", f"reports/{Path(results).name}")
+
+
 @nox.session(python=PYTHON)
 def benchmark(session: nox.Session) -> None:
-    """A benchmark grid on a local Ray (default preset; `nox -s benchmark -- smoke` or any `fspbench run` args)."""
+    """A grid on a local Ray, then its report (default preset; `nox -s benchmark -- smoke`, or `fspbench run` args)."""
     _install(session)
-    args = session.posargs or ["default"]
-    session.run("fspbench", "run", *args)
+    _run_and_report(session, session.posargs or ["default"])
 
 
 @nox.session(python=PYTHON)
 def smoke(session: nox.Session) -> None:
-    """The smoke preset: the whole pipeline in a few minutes (results/smoke)."""
+    """The smoke preset: the whole pipeline in a few minutes (results/smoke, reports/smoke)."""
     _install(session)
-    session.run("fspbench", "run", "smoke", *session.posargs)
+    _run_and_report(session, ["smoke", *session.posargs])
+
+
+@nox.session(python=PYTHON)
+def report(session: nox.Session) -> None:
+    """Rebuild a report from stored results alone: `nox -s report -- results/default` (the default)."""
+    _install(session)
+    results = session.posargs[0] if session.posargs else "results/default"
+    session.run("fspbench", "report", results, "--out", f"reports/{Path(results).name}", *session.posargs[1:])
 
 
 @nox.session(python=PYTHON)

@@ -53,7 +53,7 @@ class Test:
     control_runs: tuple[str, ...]
     budget: str  # how the two sides' compute is matched, in words
     p_value: float | None = None  # Welch's t-test, two-sided
-    p_improvement: float | None = None  # P(treatment > control) = U / (n1 n2)
+    p_improvement: float | None = None  # P(treatment > control) + P(tie) / 2 = U / (n1 n2)
     failures: int = 0  # diverged or failed runs among both sides
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,8 +82,9 @@ def final_runs(df: pd.DataFrame) -> pd.DataFrame:
     last = df.sort_values(["run_id", "step"], kind="stable").groupby("run_id", sort=True).tail(1)
     out = last.rename(columns={"test_acc": "final_acc", "step": "total_steps"}).copy()
     out["final_acc"] = out["final_acc"].fillna(0.0)  # failed before any evaluation: a failure at 0
-    init = df[df["stage"] == "init"].groupby("run_id")["stage_step"].max()
-    out["init_steps"] = out["run_id"].map(init).fillna(0).astype("int64")
+    if "init_steps" not in out:  # unlabelled table: read stage 1's length off the curve
+        init = df[df["stage"] == "init"].groupby("run_id")["stage_step"].max()
+        out["init_steps"] = out["run_id"].map(init).fillna(0).astype("int64")
     return out.reset_index(drop=True)
 
 
@@ -155,7 +156,8 @@ def verdict_above(ci: tuple[float, float], threshold: float) -> str:
 
 
 def _select(runs: pd.DataFrame, group: str, method: str, arch: str | None, budget: int) -> pd.DataFrame:
-    sel = runs[(runs["group"] == group) & (runs["method"] == method) & (runs["budget"] == budget)]
+    sel = runs[(runs["role"] == "student") & (runs["group"] == group) & (runs["method"] == method)
+               & (runs["budget"] == budget)]
     if arch:
         sel = sel[sel["arch"] == arch]
     return sel.sort_values("run_id")
@@ -198,27 +200,21 @@ def _accuracy_claim(key: str, runs: pd.DataFrame, cfg: dict[str, Any] | None, ra
 
 def _ratio_test(name: str, metric: str, t_vals: np.ndarray, c_vals: np.ndarray, treat: pd.DataFrame,
                 ctrl: pd.DataFrame, budget: str, random_state: int, reached: dict[str, int]) -> Test:
-    est = float(t_vals.mean() / c_vals.mean()) if len(t_vals) and len(c_vals) else math.nan
-    ci = bootstrap_ci(t_vals, c_vals, _ratio_of_means, random_state)
+    # a run that never reached the target has no value (NaN): its steps are only known to exceed its
+    # budget, so no honest mean exists and the ratio is left undetermined rather than guessed
+    complete = len(t_vals) and len(c_vals) and not (np.isnan(t_vals).any() or np.isnan(c_vals).any())
+    est = float(t_vals.mean() / c_vals.mean()) if complete else math.nan
+    ci = bootstrap_ci(t_vals, c_vals, _ratio_of_means, random_state) if complete else (math.nan, math.nan)
     fails = int((treat["status"] != "ok").sum() + (ctrl["status"] != "ok").sum())
     return Test(name, metric, est, ci, len(t_vals) + len(c_vals), tuple(sorted(treat["run_id"])),
                 tuple(sorted(ctrl["run_id"])), budget, None, None, fails, dict(reached))
 
 
 def _to_target(df: pd.DataFrame, sel: pd.DataFrame, target: float, key: str) -> tuple[np.ndarray, int]:
-    """Per-run steps or seconds to target; a run that never reaches it counts at its whole budget
-    (a lower bound: the ratio then favours that side less than it should, and ``reached`` says so)."""
-    vals, reached = [], 0
-    for run_id in sel["run_id"]:
-        curve = df[df["run_id"] == run_id].sort_values("step")
-        hit = steps_to_target(curve, target)[key]
-        if math.isnan(hit):
-            last = curve.iloc[-1]
-            hit = {"step": last["step"], "main_step": last["stage_step"], "wall_time_s": last["wall_time_s"]}[key]
-        else:
-            reached += 1
-        vals.append(float(hit))
-    return np.asarray(vals), reached
+    """Per-run steps or seconds to target (NaN where never reached) and how many runs reached it."""
+    vals = [steps_to_target(df[df["run_id"] == run_id].sort_values("step"), target)[key] for run_id in sel["run_id"]]
+    arr = np.asarray(vals, dtype=float)
+    return arr, int((~np.isnan(arr)).sum())
 
 
 def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None,
@@ -275,11 +271,14 @@ def analyze(df: pd.DataFrame, claims: dict[str, dict[str, Any]], random_state: i
     return Analysis(out, runs, {"fast_optimization": target} if target is not None else {})
 
 
-def label_runs(df: pd.DataFrame, groups: dict[str, str], budgets: dict[str, int]) -> pd.DataFrame:
-    """Add ``group`` and ``budget`` (main-task steps) columns from run id -> label maps."""
+def label_runs(df: pd.DataFrame, groups: dict[str, str], budgets: dict[str, int],
+               init_steps: dict[str, int] | None = None) -> pd.DataFrame:
+    """Add ``group``, ``budget`` (main-task steps) and ``init_steps`` (stage 1) from run id -> label maps."""
     out = df.copy()
     out["group"] = out["run_id"].map(groups).fillna("")
     out["budget"] = out["run_id"].map(budgets).fillna(0).astype("int64")
+    if init_steps is not None:
+        out["init_steps"] = out["run_id"].map(init_steps).fillna(0).astype("int64")
     return out
 
 

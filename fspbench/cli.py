@@ -60,6 +60,20 @@ def _submit(args: argparse.Namespace) -> int:
     return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)))
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fspbench.report.build import build_report
+
+    results = Path(args.results_dir)
+    out = Path(args.out) if args.out else Path("reports") / results.resolve().name
+    summary = build_report(results, out)
+    for claim, verdict in summary["verdicts"].items():
+        print(f"{claim}: {verdict}")
+    print(f"report: {summary['report_md']} ({summary['report_html'].name} beside it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fspbench", description="FSP distillation reproducibility benchmark")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -84,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder, on storage every node shares (default: results/<name>, "
                                      "made absolute)")
     p.set_defaults(func=_submit)
+
+    p = sub.add_parser("report", help="analyse a results folder and write the report (no training)")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder written by `fspbench run`")
+    p.add_argument("--out", help="report folder (default: reports/<name of RESULTS_DIR>)")
+    p.set_defaults(func=_report)
     return parser
 
 

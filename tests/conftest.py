@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
-from helpers import tiny
+from helpers import free_port, run_cli, tiny
 
 from fspbench.train import train_run
 
@@ -25,3 +30,42 @@ def wide_teacher_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wide")
     rec = train_run(tiny(arch="resnet8", width=2, role="teacher", steps=20), out)
     return out / f"{rec['run_id']}.json"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real Ray for the whole test run: `ray start --head --num-cpus 2` with token
+    authentication, on free ports; the node it started is stopped at the end."""
+    if shutil.which("ray") is None:
+        pytest.skip("the ray command is not installed (pip install 'ray[default]')")
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    port, dash = free_port(), free_port()
+    full_env = {**os.environ, **env}
+    start = subprocess.run(
+        ["ray", "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+         "--disable-usage-stats"],
+        env=full_env, capture_output=True, text=True, timeout=180,
+    )
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=full_env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The smoke benchmark, run once through the real command on the shared cluster."""
+    results = tmp_path_factory.mktemp("smoke") / "smoke"
+    t0 = time.monotonic()
+    res = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                  env=ray_cluster["env"])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return {"path": results, "seconds": time.monotonic() - t0, "stdout": res.stdout}
+
+
+@pytest.fixture(scope="session")
+def smoke_results(smoke_run: dict) -> Path:
+    """The folder of a finished smoke benchmark (runs.parquet, run records, grid.json)."""
+    return smoke_run["path"]

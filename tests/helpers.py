@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,10 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
         [sys.executable, "-m", "fspbench.cli", *args], capture_output=True, text=True, timeout=600,
         env={**os.environ, **(env or {})}, cwd=cwd,
     )
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

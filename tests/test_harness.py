@@ -3,48 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import run_cli
+from helpers import free_port, run_cli
 
 from fspbench.tune import PARQUET_COLUMNS
 
 TESTS = Path(__file__).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
-    """`ray start --head --num-cpus 2` with token authentication on free ports; stopped at the end."""
-    if shutil.which("ray") is None:
-        pytest.skip("the ray command is not installed")
-    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    port, dash = _free_port(), _free_port()
-    full_env = {**os.environ, **env}
-    start = subprocess.run(
-        ["ray", "start", "--head", "--num-cpus", "2", "--num-gpus", "0", "--port", str(port),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
-         "--disable-usage-stats"],
-        env=full_env, capture_output=True, text=True, timeout=180,
-    )
-    assert start.returncode == 0, start.stderr[-2000:]
-    try:
-        yield {"address": f"127.0.0.1:{port}", "dashboard": f"http://127.0.0.1:{dash}", "env": env}
-    finally:
-        subprocess.run(["ray", "stop", "--force"], env=full_env, capture_output=True, timeout=120)
 
 
 def _last_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -52,13 +20,8 @@ def _last_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_smoke_benchmark_end_to_end_then_resume_trains_nothing(ray_cluster, tmp_path: Path) -> None:
-    results = tmp_path / "R"
-    t0 = time.monotonic()
-    first = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
-                    env=ray_cluster["env"])
-    first_s = time.monotonic() - t0
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+def test_smoke_benchmark_end_to_end_then_resume_trains_nothing(ray_cluster, smoke_run) -> None:
+    results, first_s = smoke_run["path"], smoke_run["seconds"]
     df = pd.read_parquet(results / "runs.parquet")
     assert set(PARQUET_COLUMNS) <= set(df.columns)
     assert not df.duplicated(["run_id", "step"]).any()
@@ -113,7 +76,7 @@ def test_submit_without_token_is_refused_clearly(ray_cluster, tmp_path: Path) ->
 
 @pytest.mark.parametrize("command,address", [("run", "127.0.0.1:{port}"), ("submit", "http://127.0.0.1:{port}")])
 def test_unreachable_address_exits_2_quickly(command: str, address: str, tmp_path: Path) -> None:
-    addr = address.format(port=_free_port())  # nothing listens there
+    addr = address.format(port=free_port())  # nothing listens there
     t0 = time.monotonic()
     res = run_cli(command, "smoke", "--address", addr, "--results", str(tmp_path / "R"))
     assert res.returncode == 2, res.stderr
