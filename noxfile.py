@@ -47,9 +47,13 @@ def _run_and_report(session: nox.Session, args: list[str]) -> None:
 
 @nox.session(python=PYTHON)
 def benchmark(session: nox.Session) -> None:
-    """A grid on a local Ray, then its report (default preset; `nox -s benchmark -- smoke`, or `fspbench run` args)."""
+    """A grid on a local Ray, then its report (default preset; `nox -s benchmark -- smoke`, or `fspbench run` args).
+
+    Without arguments it trains the default preset into results/default-local (git-ignored), so the
+    committed reference results in results/default are neither reused nor overwritten.
+    """
     _install(session)
-    _run_and_report(session, session.posargs or ["default"])
+    _run_and_report(session, session.posargs or ["default", "--results", "results/default-local"])
 
 
 @nox.session(python=PYTHON)
