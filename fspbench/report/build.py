@@ -187,8 +187,8 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
                 b.append(("list", [f"`{t.name}`: target {100 * t.extra.get('target_acc', float('nan')):.2f}%; "
                                    f"reached by {t.extra.get('treatment_reached')} of "
                                    f"{len(t.treatment_runs)} FSP runs and {t.extra.get('control_reached')} of "
-                                   f"{len(t.control_runs)} scratch runs (a run that never reaches it counts at "
-                                   "its last evaluation)" for t in ratios]))
+                                   f"{len(t.control_runs)} scratch runs (when a run never reaches it, its steps are "
+                                   "unknown and the ratio is left undetermined: -)" for t in ratios]))
         if f"curves_{c.key}" in figs:
             b.append(("figure", figs[f"curves_{c.key}"],
                       f"{TITLES[c.key]}: test accuracy, mean and 95% band (mean ± 1.96 sem over seeds), in steps "
