@@ -51,3 +51,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def record_digest(record: dict[str, Any]) -> str:
+    """sha256 of a run record's canonical JSON, its own ``sha256`` field left out."""
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    """Write a run record atomically with its own checksum, so an altered copy is detected."""
+    atomic_write_json(path, {**record, "sha256": record_digest(record)})
+
+
+def record_intact(record: dict[str, Any]) -> bool:
+    """True when the record's checksum matches (records written before checksums pass)."""
+    return "sha256" not in record or record["sha256"] == record_digest(record)

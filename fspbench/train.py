@@ -34,7 +34,7 @@ import fspbench
 from fspbench.config import RunConfig, config_from_dict
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
-from fspbench.io import atomic_torch_save, atomic_write_json, sha256_file
+from fspbench.io import atomic_torch_save, sha256_file, write_record
 from fspbench.methods import METHODS, Objective, StageContext
 from fspbench.models import build_model
 
@@ -237,6 +237,7 @@ def train_run(
     total_steps = sum(s.steps for s in stages)
     bar = _progress_bar(progress, total_steps, state.step, run_id)
     check_every = 1 if device.type == "cpu" else 50  # a finiteness check syncs the GPU
+    fault_step = _fault_step(run_id, ckpt_dir)
     status = "ok"
     try:
         for si in range(state.stage, len(stages)):
@@ -265,6 +266,8 @@ def train_run(
                 n_loss += 1
                 state.step += 1
                 state.stage_step += 1
+                if state.step == fault_step:
+                    _fire_fault(run_id, ckpt_dir, state.step)
                 bar.update(1)
                 diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
                 last = state.stage_step == spec.steps
@@ -303,7 +306,7 @@ def train_run(
         record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=state.rows,
                       finished_at=_now())
         if not isinstance(err, (BadInput, KeyboardInterrupt)):
-            atomic_write_json(out / f"{run_id}.json", _finite(record))
+            write_record(out / f"{run_id}.json", _finite(record))
         raise
     bar.close()
     record["curve"] = state.rows
@@ -318,9 +321,35 @@ def train_run(
             {"run_id": run_id, "config": cfg.to_dict(), "model": student.state_dict(),
              "num_classes": data.num_classes, "in_channels": data.in_channels}, final_path)
         record["checkpoint"] = {"path": os.path.relpath(final_path, out), "sha256": digest}
-    atomic_write_json(out / f"{run_id}.json", _finite(record))
+    write_record(out / f"{run_id}.json", _finite(record))
     state_path.unlink(missing_ok=True)  # the run is finished; its resumable state is no longer needed
     return record
+
+
+FAULT_ENV = "FSPBENCH_FAULT"
+
+
+def _fault_step(run_id: str, ckpt_dir: Path) -> int:
+    """The step at which a test asked this run to crash, or -1.
+
+    ``FSPBENCH_FAULT=crash@step:N@run:PREFIX`` makes the run whose id starts with PREFIX raise
+    once, right after optimizer step N; a marker file keeps the retry from crashing again.
+    """
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec:
+        return -1
+    parts = dict(p.split(":", 1) for p in spec.split("@")[1:] if ":" in p)
+    if not spec.startswith("crash@") or "step" not in parts or not parts["step"].isdigit():
+        raise BadInput(f"{FAULT_ENV}: expected crash@step:N@run:RUN_ID_PREFIX, got {spec!r}")
+    if not run_id.startswith(parts.get("run", "")) or (ckpt_dir / f"{run_id}.fault").exists():
+        return -1
+    return int(parts["step"])
+
+
+def _fire_fault(run_id: str, ckpt_dir: Path, step: int) -> None:
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (ckpt_dir / f"{run_id}.fault").write_text(f"crashed at step {step}\n")
+    raise RuntimeError(f"{FAULT_ENV}: injected crash of {run_id} at step {step}")
 
 
 def _count(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> int:

@@ -32,7 +32,8 @@ import pandas as pd
 
 from fspbench.errors import BadInput
 from fspbench.grid import Benchmark, GridRun
-from fspbench.io import atomic_write_bytes, atomic_write_json
+from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
+from fspbench.lock import ResultsLock
 
 FINISHED = ("ok", "diverged")  # terminal statuses: never trained again
 PARQUET_COLUMNS = [
@@ -71,9 +72,34 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def read_run_record(path: Path) -> dict[str, Any] | None:
+    """A run record whose checksum holds; an altered or truncated one is reported and treated as absent."""
+    rec = read_record(path)
+    if rec is None and path.exists():
+        print(f"[fspbench] warning: {path} is unreadable (truncated?); its run is trained again", flush=True)
+    elif rec is not None and not record_intact(rec):
+        print(f"[fspbench] warning: {path} does not match its sha256 (altered); its run is trained again",
+              flush=True)
+        return None
+    return rec
+
+
 def is_finished(paths: Paths, run: GridRun) -> bool:
-    rec = read_record(paths.record(run.run_id))
+    rec = read_run_record(paths.record(run.run_id))
     return rec is not None and rec.get("status") in FINISHED
+
+
+def teacher_usable(paths: Paths, teacher_run_id: str) -> bool:
+    """A finished teacher whose weights are on disk and match the hash in its record."""
+    rec = read_run_record(paths.record(teacher_run_id))
+    if rec is None or rec.get("status") != "ok" or not rec.get("checkpoint"):
+        return False
+    ckpt = paths.runs / rec["checkpoint"]["path"]
+    if ckpt.is_file() and sha256_file(ckpt) == rec["checkpoint"]["sha256"]:
+        return True
+    print(f"[fspbench] warning: the weights of teacher {teacher_run_id} are missing or do not match their sha256; "
+          "the teacher is trained again", flush=True)
+    return False
 
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
@@ -142,16 +168,19 @@ def connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
+    # a test's fault switch must reach the trials, which run in Ray's worker processes
+    fault = os.environ.get("FSPBENCH_FAULT")
+    runtime_env = {"env_vars": {"FSPBENCH_FAULT": fault}} if fault else None
     if address:
         check_reachable(address)
         try:
-            ray.init(address=address, logging_level="ERROR", log_to_driver=True)
+            ray.init(address=address, logging_level="ERROR", log_to_driver=True, runtime_env=runtime_env)
         except (ConnectionError, ray.exceptions.AuthenticationError) as err:
             first = str(err).splitlines()[0]
             raise BadInput(f"--address {address}: {first} (token clusters need RAY_AUTH_MODE=token and "
                            "RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     else:
-        ray.init(include_dashboard=False, logging_level="ERROR")
+        ray.init(include_dashboard=False, logging_level="ERROR", runtime_env=runtime_env)
 
 
 # ---------------------------------------------------------------- progress
@@ -270,15 +299,29 @@ def _mark_blocked(paths: Paths, run: GridRun, teacher_status: str) -> None:
            "task": run.config.task, "seed": run.config.seed, "teacher_run_id": run.teacher_run_id,
            "config": run.config.to_dict(), "status": "failed", "curve": [], "final": None, "checkpoint": None,
            "error": f"teacher {run.teacher_run_id} ended with status {teacher_status}", "finished_at": _now()}
-    atomic_write_json(paths.record(run.run_id), rec)
+    write_record(paths.record(run.run_id), rec)
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
              verbose: int = 1) -> dict[str, Any]:
     """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json."""
     paths = Paths(Path(results))
+    with ResultsLock(paths.root) as lock:
+        lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
+        return _run_locked(bench, paths, lock, address, verbose)
+
+
+def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
+                verbose: int) -> dict[str, Any]:
     started, t0 = _now(), time.monotonic()
     pending = [r for r in bench.runs if not is_finished(paths, r)]
+    # students still to train need their teacher's weights: a teacher whose file is gone or altered
+    # is trained again (the CPU path is deterministic, so it comes back the same)
+    needed = {r.teacher_run_id for r in pending if r.teacher_run_id}
+    redo = {t.run_id for t in bench.teachers if t.run_id in needed and t not in pending
+            and not teacher_usable(paths, t.run_id)}
+    if redo:
+        pending = [r for r in bench.runs if r.run_id in redo or r in pending]
     trained_before = {r.run_id for r in bench.runs} - {r.run_id for r in pending}
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(trained_before)} already finished, "
           f"{len(pending)} to train; results in {paths.root}", flush=True)
@@ -287,6 +330,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
         import ray
 
         connect(address)  # before anything is written: a bad address leaves no trace
+        lock.acquire()
         paths.runs.mkdir(parents=True, exist_ok=True)
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
@@ -296,7 +340,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
             _run_phase("phase 1/2 (teachers and students without a teacher)", phase1, bench, paths, verbose)
         ready = []
         for r in phase2:
-            t = read_record(paths.record(r.teacher_run_id))
+            t = read_run_record(paths.record(r.teacher_run_id))
             status = t.get("status") if t else "missing"
             if status == "ok":
                 ready.append(r)
@@ -304,6 +348,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
                 _mark_blocked(paths, r, status)
         if ready:
             _run_phase("phase 2/2 (students of a teacher)", ready, bench, paths, verbose)
+    lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
     return _write_outputs(bench, paths, started, time.monotonic() - t0, pending, cpus, gpus)
 
@@ -312,7 +357,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
                    cpus: float, gpus: float) -> dict[str, Any]:
     records = []
     for r in bench.runs:
-        rec = read_record(paths.record(r.run_id))
+        rec = read_run_record(paths.record(r.run_id))
         if rec is None:  # never started (e.g. the driver stopped first): still listed as failed
             rec = {"run_id": r.run_id, "role": r.role, "method": r.config.method, "arch": r.config.arch,
                    "task": r.config.task, "seed": r.config.seed, "teacher_run_id": r.teacher_run_id,

@@ -1,0 +1,139 @@
+"""Reliability on a real Ray cluster: a crashed trial, a killed driver, altered files, two runners.
+
+Every case is compared with one uninterrupted run of the same three-run grid: the CPU path is
+deterministic, so the rows must be identical apart from timings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers import run_cli
+
+from fspbench.lock import ResultsLock
+
+TINY = str((Path(__file__).parent / "benchmarks" / "tiny.toml").resolve())
+TIMING = ["wall_time_s"]
+
+
+def _rows(results: Path) -> pd.DataFrame:
+    df = pd.read_parquet(results / "runs.parquet").drop(columns=TIMING)
+    return df.sort_values(["run_id", "step"]).reset_index(drop=True)
+
+
+def _run(results: Path, cluster: dict, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli("run", TINY, "--results", str(results), "--address", cluster["address"], "--quiet",
+                   env={**cluster["env"], **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def reference(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = tmp_path_factory.mktemp("reference") / "tiny"
+    res = _run(results, ray_cluster)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return results
+
+
+@pytest.mark.slow
+def test_two_identical_grids_give_identical_rows(reference: Path, ray_cluster, tmp_path: Path) -> None:
+    res = _run(tmp_path / "again", ray_cluster)
+    assert res.returncode == 0
+    pd.testing.assert_frame_equal(_rows(tmp_path / "again"), _rows(reference))
+
+
+@pytest.mark.slow
+def test_crashed_trial_is_retried_from_its_checkpoint(reference: Path, ray_cluster, tmp_path: Path) -> None:
+    results = tmp_path / "crash"
+    # the FSP student (10 + 10 steps, evaluations at 10 and 20) raises after step 15, once
+    res = _run(results, ray_cluster, {"FSPBENCH_FAULT": "crash@step:15@run:student-resnet8-fsp"})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    (marker,) = (results / "checkpoints").glob("*.fault")
+    assert marker.read_text().startswith("crashed at step 15")
+    rows = _rows(results)
+    assert not rows.duplicated(["run_id", "step"]).any()
+    pd.testing.assert_frame_equal(rows, _rows(reference))
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_gives_the_same_grid(reference: Path, ray_cluster, tmp_path: Path) -> None:
+    results = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fspbench.cli", "run", TINY, "--results", str(results), "--address",
+         ray_cluster["address"], "--quiet"],
+        env={**os.environ, **ray_cluster["env"]}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while not list((results / "runs").glob("teacher-*.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)  # kill part-way: the teacher is done, its students are not
+    assert proc.poll() is None, "the grid ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (results / "runs.parquet").exists()
+    finished = {p: p.stat().st_mtime_ns for p in (results / "runs").glob("*.json")
+                if json.loads(p.read_text())["status"] == "ok"}
+    assert finished
+    res = _run(results, ray_cluster)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert f"{len(finished)} already finished" in res.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # no finished run trained again
+    pd.testing.assert_frame_equal(_rows(results), _rows(reference))
+
+
+@pytest.mark.slow
+def test_altered_record_and_missing_teacher_weights_are_redone(reference: Path, ray_cluster,
+                                                               tmp_path: Path) -> None:
+    results = tmp_path / "altered"
+    shutil.copytree(reference, results, ignore=shutil.ignore_patterns("ray"))
+    (fsp_record,) = (results / "runs").glob("student-resnet8-fsp-*.json")
+    rec = json.loads(fsp_record.read_text())
+    rec["final"]["test_acc"] = 0.99  # a hand edit: its checksum no longer matches
+    fsp_record.write_text(json.dumps(rec))
+    (teacher_record,) = (results / "runs").glob("teacher-*.json")
+    teacher_ckpt = results / "runs" / json.loads(teacher_record.read_text())["checkpoint"]["path"]
+    teacher_ckpt.unlink()  # the FSP student must be retrained, and it needs these weights
+    res = _run(results, ray_cluster)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "does not match its sha256" in res.stdout and "trained again" in res.stdout
+    assert "2 to train" in res.stdout  # the student and its teacher; scratch is left alone
+    assert teacher_ckpt.is_file()
+    pd.testing.assert_frame_equal(_rows(results), _rows(reference))
+
+
+def test_second_runner_is_refused_at_once(tmp_path: Path) -> None:
+    results = tmp_path / "busy"
+    results.mkdir()
+    with ResultsLock(results) as lock:
+        lock.acquire()
+        t0 = time.monotonic()
+        res = run_cli("run", TINY, "--results", str(results), "--address", "127.0.0.1:1")
+        assert res.returncode == 2
+        assert time.monotonic() - t0 < 30
+        assert res.stderr.count("\n") == 1 and "in use by another fspbench run" in res.stderr
+    assert sorted(p.name for p in results.iterdir()) == [".fspbench.lock"]
+
+
+def test_lock_of_a_killed_runner_is_free(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from fspbench.lock import ResultsLock; "
+         f"ResultsLock(Path({str(tmp_path)!r})).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    from fspbench.errors import BadInput
+
+    with pytest.raises(BadInput, match="in use"):
+        ResultsLock(tmp_path).acquire()
+    holder.kill()
+    holder.wait()
+    lock = ResultsLock(tmp_path)
+    lock.acquire()  # the kernel dropped the dead holder's lock
+    lock.release()
