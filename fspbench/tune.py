@@ -306,9 +306,20 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
              verbose: int = 1) -> dict[str, Any]:
     """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json."""
     paths = Paths(Path(results))
+    check_writable(paths.root)
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
         return _run_locked(bench, paths, lock, address, verbose)
+
+
+def check_writable(root: Path) -> None:
+    """BadInput unless ``root`` exists as a writable folder or could be made inside one."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise BadInput(f"--results {root}: cannot write there ({existing} is not a writable folder); "
+                       "pass a folder you can write to")
 
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,

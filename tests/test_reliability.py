@@ -108,6 +108,27 @@ def test_altered_record_and_missing_teacher_weights_are_redone(reference: Path, 
     pd.testing.assert_frame_equal(_rows(results), _rows(reference))
 
 
+@pytest.mark.slow
+def test_diverged_run_is_recorded_and_the_grid_goes_on(ray_cluster, tmp_path: Path) -> None:
+    from fspbench.report import build_report
+
+    results = tmp_path / "diverge"
+    bench = str(Path(TINY).with_name("diverge.toml"))
+    res = run_cli("run", bench, "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                  env=ray_cluster["env"])
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]  # diverging is a result, not an error
+    grid = json.loads((results / "grid.json").read_text())
+    assert grid["runs"] == {"total": 2, "ok": 1, "diverged": 1, "failed": 0}
+    df = pd.read_parquet(results / "runs.parquet")
+    bad = df[df.status == "diverged"]
+    assert bad.run_id.nunique() == 1 and bad.step.max() < 30  # stopped early, its last metrics kept
+    assert bad.test_acc.notna().all()
+    summary = build_report(results, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "1 diverged" in md and bad.run_id.iloc[0] in md
+    assert set(summary["verdicts"].values()) == {"not_run"}
+
+
 def test_second_runner_is_refused_at_once(tmp_path: Path) -> None:
     results = tmp_path / "busy"
     results.mkdir()
@@ -137,3 +158,39 @@ def test_lock_of_a_killed_runner_is_free(tmp_path: Path) -> None:
     lock = ResultsLock(tmp_path)
     lock.acquire()  # the kernel dropped the dead holder's lock
     lock.release()
+
+
+BAD_BENCHMARKS = [
+    ("unknown_key", "[defaults]\nstepz = 3\n", "defaults.stepz"),
+    ("wrong_type", "[defaults]\nsteps = \"many\"\n", "defaults.steps"),
+    ("zero_budget", "[students.s]\nmethods = [\"scratch\"]\narchs = [\"resnet8\"]\nseeds = [0]\nbudgets = [0]\n",
+     "students.s.budgets"),
+    ("unknown_arch", "[students.s]\nmethods = [\"scratch\"]\narchs = [\"resnet7\"]\nseeds = [0]\nbudgets = [5]\n",
+     "resnet7"),
+    ("missing_teacher", "[students.s]\nteacher = \"t9\"\nmethods = [\"fsp\"]\narchs = [\"resnet8\"]\nseeds = [0]\n"
+     "budgets = [5]\n", "students.s.teacher"),
+    ("no_seeds", "[teachers.t]\narch = \"resnet8\"\nseeds = []\n", "teachers.t.seeds"),
+    ("invalid_toml", "[defaults\n", "invalid TOML"),
+]
+
+
+@pytest.mark.parametrize("case,text,expected", BAD_BENCHMARKS, ids=[c for c, _, _ in BAD_BENCHMARKS])
+def test_run_with_a_malformed_benchmark_exits_2(case: str, text: str, expected: str, tmp_path: Path) -> None:
+    bench = tmp_path / f"{case}.toml"
+    bench.write_text(text)
+    res = run_cli("run", str(bench), "--results", str(tmp_path / "R"))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and f"{case}.toml" in res.stderr and expected in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "R").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["run", "nonexistent-preset"], "no such benchmark file or preset; expected a path to a .toml file or one of"),
+    (["run", TINY, "--results", "/dev/null/results"], "cannot write there"),
+    (["report", "/nonexistent/results"], "fspbench run"),
+], ids=["unknown-benchmark", "unwritable-results", "report-without-results"])
+def test_cli_bad_input_exits_2(args: list[str], expected: str) -> None:
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.count("\n") == 1 and expected in res.stderr and "Traceback" not in res.stderr
