@@ -210,6 +210,10 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
     if "fsp_ablation" in tbl:
         b += [("p", "The grid varies the FSP settings: final accuracy per setting."), ("table", tbl["fsp_ablation"])]
     b += [("h", 2, "Environment and cost"), ("table", tbl["environment"]),
+          ("p", "Reproducibility: on the CPU, the same benchmark file gives bitwise identical runs (every "
+                "column of runs.parquet but wall_time_s) at the same thread count and library versions; "
+                "on GPUs, cuDNN and atomics-based kernels are not deterministic by default, so GPU runs "
+                "agree only statistically. See docs/RELIABILITY.md."),
           ("h", 2, "Files"),
           ("list", ["`claims.json`: verdicts and tests, with the run ids to recompute them from runs.parquet",
                     *(f"`tables/{name}.csv`, `tables/{name}.tex`" for name in tbl)])]
