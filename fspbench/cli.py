@@ -74,6 +74,17 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _perf(args: argparse.Namespace) -> int:
+    import json
+
+    from fspbench.perf import measure, table
+    from fspbench.train import resolve_device
+
+    figures = measure(str(resolve_device(args.device)), steps=args.steps)
+    print(json.dumps(figures, indent=2) if args.json else table(figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fspbench", description="FSP distillation reproducibility benchmark")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -103,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder written by `fspbench run`")
     p.add_argument("--out", help="report folder (default: reports/<name of RESULTS_DIR>)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("perf", help="time fspbench's training step against a bare loop and the hardware's peak")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to measure")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per figure (default 20)")
+    p.set_defaults(func=_perf)
     return parser
 
 

@@ -35,7 +35,7 @@ from fspbench.config import RunConfig, config_from_dict
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
 from fspbench.io import atomic_torch_save, sha256_file, write_record
-from fspbench.methods import METHODS, Objective, StageContext
+from fspbench.methods import METHODS, Objective, StageContext, StageSpec
 from fspbench.models import build_model
 
 STATUSES = ("ok", "diverged", "failed")
@@ -161,6 +161,26 @@ def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
     return loss_sum.item() / n, correct.item() / n
 
 
+def make_optimizer(params: list[nn.Parameter], spec: StageSpec, cfg: RunConfig) -> tuple[Any, Any]:
+    """SGD with momentum and weight decay, and the stage's piecewise-constant lr (stepped per step)."""
+    opt = torch.optim.SGD(params, lr=spec.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [round(m * spec.steps) for m in spec.milestones],
+                                                 gamma=cfg.gamma)
+    return opt, sched
+
+
+def optimizer_step(objective: Objective, opt: Any, sched: Any, x: torch.Tensor, y: torch.Tensor,
+                   progress: float, autocast: contextlib.AbstractContextManager[Any]) -> torch.Tensor:
+    """One training step: loss of the stage's objective on (x (B,C,H,W), y (B,)), backward, SGD, lr."""
+    with autocast:
+        loss = objective(x, y, progress)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -243,9 +263,7 @@ def train_run(
         for si in range(state.stage, len(stages)):
             spec, objective = stages[si], objectives[si]
             params = list(student.parameters()) + list(objective.parameters())
-            opt = torch.optim.SGD(params, lr=spec.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-            sched = torch.optim.lr_scheduler.MultiStepLR(
-                opt, [round(m * spec.steps) for m in spec.milestones], gamma=cfg.gamma)
+            opt, sched = make_optimizer(params, spec, cfg)
             if resumed is not None and resumed["progress"].stage == si and resumed.get("opt"):
                 opt.load_state_dict(resumed["opt"])
                 sched.load_state_dict(resumed["sched"])
@@ -256,12 +274,7 @@ def train_run(
             t_start = time.perf_counter()
             while state.stage_step < spec.steps:
                 x, y = stream.next()
-                with autocast:
-                    loss = objective(x, y, state.stage_step / spec.steps)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+                loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, autocast)
                 loss_sum += loss.detach().float()
                 n_loss += 1
                 state.step += 1
