@@ -293,13 +293,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _failed_record(run: GridRun, error: str) -> dict[str, Any]:
+    """The record of a run that never trained: failed, with its labels, so it is counted, not dropped."""
+    return {"run_id": run.run_id, "role": run.role, "method": run.config.method, "arch": run.config.arch,
+            "task": run.config.task, "seed": run.config.seed, "teacher_run_id": run.teacher_run_id,
+            "config": run.config.to_dict(), "status": "failed", "curve": [], "final": None, "checkpoint": None,
+            "error": error, "finished_at": _now()}
+
+
 def _mark_blocked(paths: Paths, run: GridRun, teacher_status: str) -> None:
     """A student whose teacher did not finish is recorded as failed, not silently skipped."""
-    rec = {"run_id": run.run_id, "role": run.role, "method": run.config.method, "arch": run.config.arch,
-           "task": run.config.task, "seed": run.config.seed, "teacher_run_id": run.teacher_run_id,
-           "config": run.config.to_dict(), "status": "failed", "curve": [], "final": None, "checkpoint": None,
-           "error": f"teacher {run.teacher_run_id} ended with status {teacher_status}", "finished_at": _now()}
-    write_record(paths.record(run.run_id), rec)
+    write_record(paths.record(run.run_id),
+                 _failed_record(run, f"teacher {run.teacher_run_id} ended with status {teacher_status}"))
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
@@ -370,9 +375,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
     for r in bench.runs:
         rec = read_run_record(paths.record(r.run_id))
         if rec is None:  # never started (e.g. the driver stopped first): still listed as failed
-            rec = {"run_id": r.run_id, "role": r.role, "method": r.config.method, "arch": r.config.arch,
-                   "task": r.config.task, "seed": r.config.seed, "teacher_run_id": r.teacher_run_id,
-                   "status": "failed", "curve": []}
+            rec = _failed_record(r, "never started")
         records.append(rec)
     write_parquet(runs_table(records), paths.root / "runs.parquet")
     trained_ids = {r.run_id for r in trained}
