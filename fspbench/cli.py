@@ -77,10 +77,21 @@ def _report(args: argparse.Namespace) -> int:
 def _perf(args: argparse.Namespace) -> int:
     import json
 
-    from fspbench.perf import measure, table
+    from fspbench.perf import measure, packing, table
     from fspbench.train import resolve_device
 
-    figures = measure(str(resolve_device(args.device)), steps=args.steps)
+    device = str(resolve_device(args.device))
+    if args.packing is not None:
+        try:
+            counts = [int(n) for n in args.packing.split(",")]
+        except ValueError:
+            counts = []
+        if not counts or min(counts) < 1:
+            raise BadInput(f"--packing: expected trial counts like 1,2,4,8, got {args.packing!r}")
+        rows = packing(device, counts, seconds=args.seconds, precision=args.precision)
+        print(json.dumps(rows, indent=2) if args.json else "\n\n".join(table(r) for r in rows))
+        return 0
+    figures = measure(device, steps=args.steps, repeats=args.repeats, compile=args.compile)
     print(json.dumps(figures, indent=2) if args.json else table(figures))
     return 0
 
@@ -118,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("perf", help="time fspbench's training step against a bare loop and the hardware's peak")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where to measure")
-    p.add_argument("--steps", type=int, default=20, help="timed steps per figure (default 20)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per figure and round (default 20)")
+    p.add_argument("--repeats", type=int, default=5, help="rounds; each figure is the median (default 5)")
+    p.add_argument("--compile", action="store_true", help="also time the step under torch.compile")
+    p.add_argument("--packing", metavar="N,N,...",
+                   help="instead: total img/s of N training processes sharing the device, for each N")
+    p.add_argument("--seconds", type=float, default=20.0, help="timed window of each --packing run (default 20)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="precision of --packing runs")
     p.set_defaults(func=_perf)
     return parser
 

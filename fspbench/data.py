@@ -321,6 +321,10 @@ def normalize(x: torch.Tensor, data: TaskData) -> torch.Tensor:
 
 # ---- batches ---------------------------------------------------------------------------------
 
+# Test images per evaluation batch. On a CPU a ResNet-8 forward at 256 runs 2.0-2.8x faster than at
+# 1,000 (1 thread: ~3,900 against ~1,400 img/s), whose activations no longer fit in the caches.
+EVAL_BATCH = 256
+
 class BatchStream:
     """Endless stream of training batches from tensors on the device; no per-sample Python.
 
@@ -332,8 +336,8 @@ class BatchStream:
     PAD = 4  # pixels of zero padding before the random crop (paper: 32 -> 40 -> 32)
 
     def __init__(self, data: TaskData, batch_size: int, seed: int, *, augment: bool = True,
-                 hflip: bool = False) -> None:
-        self.data, self.augment, self.hflip = data, augment, hflip
+                 hflip: bool = False, memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        self.data, self.augment, self.hflip, self.memory_format = data, augment, hflip, memory_format
         self.batch_size = _pos_int("batch_size", batch_size)
         self.n = len(data.train_y)
         if self.batch_size > self.n:
@@ -370,7 +374,7 @@ class BatchStream:
             bi = torch.arange(b, device=dev)[:, None, None, None]
             ci = torch.arange(c, device=dev)[None, :, None, None]
             x = x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # one gather: crop + flip
-        return normalize(x, self.data), self.data.train_y[idx]
+        return normalize(x, self.data).contiguous(memory_format=self.memory_format), self.data.train_y[idx]
 
     def state_dict(self) -> dict:
         """Everything needed to continue with exactly the same batches."""
@@ -384,8 +388,10 @@ class BatchStream:
         self.perm, self.pos, self.epoch = state["perm"].clone(), int(state["pos"]), int(state["epoch"])
 
 
-def eval_batches(data: TaskData, *, subset: int | None = None, batch_size: int = 1000,
-                 subset_seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(
+    data: TaskData, *, subset: int | None = None, batch_size: int = EVAL_BATCH, subset_seed: int = 0,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Normalised, unaugmented test batches [(x (b, C, H, W) float32, y (b,) int64), ...].
 
     subset=None: the whole test set in order; subset=k: a fixed k images (all if k exceeds the
@@ -397,5 +403,5 @@ def eval_batches(data: TaskData, *, subset: int | None = None, batch_size: int =
         k = min(_pos_int("eval_subset", subset), m)
         idx = torch.randperm(m, generator=torch.Generator().manual_seed(subset_seed))[:k].sort().values
     idx = idx.to(data.test_x.device)
-    return [(normalize(data.test_x[i], data), data.test_y[i])
+    return [(normalize(data.test_x[i], data).contiguous(memory_format=memory_format), data.test_y[i])
             for i in idx.split(_pos_int("batch_size", batch_size))]

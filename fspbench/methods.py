@@ -14,7 +14,8 @@ the student's in that stage and dropped afterwards; it maps a batch to a scalar 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from torch import nn
 from fspbench.config import RunConfig
 from fspbench.errors import BadInput
 from fspbench.features import FeatureCapture, Point, pair_points
-from fspbench.fsp import fsp_loss, match_spatial
+from fspbench.fsp import fsp_loss_to, fsp_matrix, match_spatial
 from fspbench.models import section_names
 
 
@@ -42,11 +43,53 @@ class StageContext:
 
 
 class Objective(nn.Module):
-    """Loss of one stage. forward(x (B,C,H,W), y (B,), progress in [0, 1)) -> scalar loss."""
+    """Loss of one stage. forward(x (B,C,H,W), y (B,), progress in [0, 1)) -> scalar loss.
+
+    ``with objective.active():`` spans a whole stage; objectives that read feature maps hook
+    the networks there once, rather than on every step.
+    """
 
     uses_teacher = False
 
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        yield
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class HookedObjective(Objective):
+    """An objective computed from feature maps of the student and the frozen teacher.
+
+    Subclasses set ``self.hooks = [(network, points), ...]`` and define ``loss(x, y, caps)``,
+    where ``caps[i].maps`` holds network i's maps of the current batch. The maps are dropped
+    after each loss, so no step keeps the previous step's activations alive.
+    """
+
+    hooks: list[tuple[nn.Module, list[Point]]]
+    _caps: list[FeatureCapture] | None = None
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        with ExitStack() as stack:
+            self._caps = [stack.enter_context(FeatureCapture(net, pts)) for net, pts in self.hooks]
+            try:
+                yield
+            finally:
+                self._caps = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
+        if self._caps is None:  # called outside a stage (a single step): hooks for this call only
+            with self.active():
+                return self.forward(x, y, progress)
+        try:
+            return self.loss(x, y, self._caps)
+        finally:
+            for cap in self._caps:
+                cap.maps.clear()
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, caps: list[FeatureCapture]) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -77,7 +120,7 @@ class CrossEntropy(Objective):
         return F.cross_entropy(self.student[0](x), y)
 
 
-class FSPObjective(Objective):
+class FSPObjective(HookedObjective):
     """Stage 1 of the paper: match the teacher's FSP matrices (equation 2), nothing else.
 
     Teacher and student pairs come from the same layout (cfg.fsp.pairs). A teacher with
@@ -119,6 +162,8 @@ class FSPObjective(Objective):
                         "or set fsp.adapter=conv1x1 (learned 1x1 projections, not in the paper)"
                     )
                 self.adapters[self._key(s_pt)] = nn.Conv2d(c_s, c_t, 1, bias=False).to(ctx.probe.device)
+        self.hooks = [(ctx.teacher, [p for pr in self.t_pairs for p in pr]),
+                      (ctx.student, [p for pr in self.s_pairs for p in pr])]
 
     @staticmethod
     def _key(p: Point) -> str:
@@ -128,18 +173,18 @@ class FSPObjective(Objective):
         key = self._key(p)
         return self.adapters[key](t) if key in self.adapters else t
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
-        with FeatureCapture(self.teacher[0], [p for pr in self.t_pairs for p in pr]) as tcap:
-            _teacher_forward(self.teacher[0], x)
-            t_maps = tcap.pairs(self.t_pairs)
-        with FeatureCapture(self.student[0], [p for pr in self.s_pairs for p in pr]) as scap:
-            self.student[0](x)
-            s_maps = [(self._adapt(a, scap.maps[a]), self._adapt(b, scap.maps[b])) for a, b in self.s_pairs]
+    def loss(self, x: torch.Tensor, y: torch.Tensor, caps: list[FeatureCapture]) -> torch.Tensor:
+        tcap, scap = caps
         s = self.settings
-        return fsp_loss(s_maps, t_maps, pool=s.pool, distance=s.distance, weights=s.weights)
+        with torch.inference_mode():  # frozen teacher: neither its maps nor its matrices need autograd
+            self.teacher[0](x)
+            g_teacher = [fsp_matrix(a, b, s.pool) for a, b in tcap.pairs(self.t_pairs)]  # (B, m, n) each
+        self.student[0](x)
+        s_maps = [(self._adapt(a, scap.maps[a]), self._adapt(b, scap.maps[b])) for a, b in self.s_pairs]
+        return fsp_loss_to(s_maps, g_teacher, pool=s.pool, distance=s.distance, weights=s.weights)
 
 
-class HintObjective(Objective):
+class HintObjective(HookedObjective):
     """FitNet stage 1: L = 1/2 ||u_T - r(v_S)||^2 (sum over the map, mean over examples).
 
     u_T: the teacher's middle-section output; v_S: the student's, through a learned 1x1
@@ -158,14 +203,14 @@ class HintObjective(Objective):
         c_s = _probe_maps(ctx.student, [self.s_point], ctx.probe)[self.s_point].shape[1]
         c_t = _probe_maps(ctx.teacher, [self.t_point], ctx.probe)[self.t_point].shape[1]
         self.regressor = nn.Conv2d(c_s, c_t, 1, bias=False).to(ctx.probe.device)
+        self.hooks = [(ctx.teacher, [self.t_point]), (ctx.student, [self.s_point])]
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
-        with FeatureCapture(self.teacher[0], [self.t_point]) as tcap:
-            _teacher_forward(self.teacher[0], x)
-            u = tcap.maps[self.t_point]  # (B, C_t, H_t, W_t)
-        with FeatureCapture(self.student[0], [self.s_point]) as scap:
-            self.student[0](x)
-            v = self.regressor(scap.maps[self.s_point])  # (B, C_t, H_s, W_s)
+    def loss(self, x: torch.Tensor, y: torch.Tensor, caps: list[FeatureCapture]) -> torch.Tensor:
+        tcap, scap = caps
+        _teacher_forward(self.teacher[0], x)
+        self.student[0](x)
+        u = tcap.maps[self.t_point]  # (B, C_t, H_t, W_t)
+        v = self.regressor(scap.maps[self.s_point])  # (B, C_t, H_s, W_s)
         u, v = match_spatial(u, v, "max")
         return 0.5 * (u - v).pow(2).sum(dim=(1, 2, 3)).mean()
 

@@ -1,25 +1,38 @@
 """``fspbench perf``: what a training step costs, against a bare PyTorch loop and the hardware's peak.
 
-Every figure comes from one process, so ratios compare like with like on a noisy machine:
+Every figure comes from one process. All of them are timed in turn in each of ``repeats`` rounds;
+a throughput is the median over rounds, and a ratio the median of the ratios within each round,
+so the ratios compare like with like on a noisy machine:
 
-- fspbench_img_s: fspbench's own step (BatchStream + optimizer_step, the path ``fspbench train``
-  takes) for ResNet-20 at batch 128 on Fashion-MNIST-shaped input, fp32;
-- bare_img_s: a plain loop of the same model, batch and dtype on one fixed batch; loop_vs_bare;
+- fspbench_img_s: fspbench's own step (BatchStream + optimizer_step in its default memory format,
+  the path ``fspbench train`` takes) for ResNet-20 at batch 128 on Fashion-MNIST-shaped input, fp32;
+- bare_img_s: a plain loop of the same model, batch, dtype and memory format on one fixed batch;
+  loop_vs_bare = their ratio;
 - teacher_forward_img_s (ResNet-20 under inference_mode), student_ce_img_s (ResNet-8 cross-entropy
-  step), fsp_step_img_s (a ResNet-20 -> ResNet-8 FSP stage-1 step), and
+  step), fsp_step_img_s (a ResNet-20 -> ResNet-8 FSP stage-1 step, hooks held for the stage), and
   fsp_overhead = t(FSP step) / (t(student CE step) + t(teacher forward));
-- sgemm_gflops (fp32 matmul), train_gflops (ResNet-20 training FLOPs from
-  torch.utils.flop_counter per second), fp32_fraction_of_peak = their ratio;
-- bf16_img_s (the bare loop under bf16 autocast) and bf16_speedup = bf16 / fp32 throughput;
+- sgemm_gflops (fp32 matmul), train_gflops (ResNet-20 training FLOPs from torch.utils.flop_counter
+  per second of fspbench's step), fp32_fraction_of_peak = their ratio;
+- bf16_img_s (fspbench's step under bf16 autocast) and bf16_speedup = bf16 / fp32 throughput;
+- nchw_img_s: fspbench's step in NCHW, the evidence for channels_last as the default;
 - peak_rss_mb of this process.
+
+``packing(...)`` runs N such training loops as N processes sharing one device, as Ray places N
+trials of ``gpu = 1/N`` on one GPU, and reports their total throughput.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -36,6 +49,7 @@ BATCH = 128
 KEYS = ("fspbench_img_s", "bare_img_s", "loop_vs_bare", "teacher_forward_img_s", "student_ce_img_s",
         "fsp_step_img_s", "fsp_overhead", "sgemm_gflops", "train_gflops", "fp32_fraction_of_peak", "bf16_img_s",
         "bf16_speedup", "peak_rss_mb")
+CL = torch.channels_last
 
 
 def _sync(device: torch.device) -> None:
@@ -43,11 +57,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) -> float:
-    """Median-free mean time of ``fn`` over ``steps`` calls after ``warmup`` calls, synchronised."""
-    for _ in range(warmup):
+def _warm(fn: Callable[[], Any], device: torch.device, calls: int) -> None:
+    for _ in range(calls):
         fn()
     _sync(device)
+
+
+def seconds_per_call(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int = 0) -> float:
+    """Mean time of ``fn`` over ``steps`` calls after ``warmup`` untimed calls, synchronised."""
+    _warm(fn, device, warmup)
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
@@ -74,74 +92,173 @@ def _bare_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tens
     opt.step()
 
 
-def measure(device: str = "cpu", steps: int = 20, warmup: int = 3) -> dict[str, float]:
-    """All figures of the module docstring for ``device``; ``steps`` timed calls per figure."""
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    data = synthetic_task(dev)
-    cfg = RunConfig(arch="resnet20", batch_size=BATCH, device=device)
-    spec = StageSpec("main", 10**6, cfg.lr, cfg.milestones, CrossEntropy)
-    out: dict[str, float] = {}
+@dataclass
+class Step:
+    """One timed training step: ``run()`` does it; ``model`` and ``opt`` are what it trains."""
 
-    # fspbench's own step, as train_run takes it
-    model = build_model("resnet20", 10, 1).to(dev)
-    stream = BatchStream(data, BATCH, 0)
+    run: Callable[[], Any]
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+
+
+def fspbench_step(device: torch.device, *, arch: str = "resnet20", channels_last: bool = True,
+                  precision: str = "fp32", compile: bool = False) -> Step:
+    """One training step of ``fspbench train`` (batch drawn and augmented, CE, SGD, lr schedule)."""
+    torch.manual_seed(0)
+    data = synthetic_task(device)
+    fmt = CL if channels_last else torch.contiguous_format
+    cfg = RunConfig(arch=arch, batch_size=BATCH, device=device.type, channels_last=channels_last)
+    spec = StageSpec("main", 10**6, cfg.lr, cfg.milestones, CrossEntropy)
+    model = build_model(arch, 10, 1).to(device, memory_format=fmt)
+    if compile:
+        model.compile()
+    stream = BatchStream(data, BATCH, 0, memory_format=fmt)
     objective = CrossEntropy(StageContext(model, None, cfg, data.test_x[:2].float()))
     opt, sched = make_optimizer(list(model.parameters()), spec, cfg)
-    t = seconds_per_call(lambda: optimizer_step(objective, opt, sched, *stream.next(), 0.0, nullcontext()),
-                         dev, steps, warmup)
-    out["fspbench_img_s"] = BATCH / t
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    return Step(lambda: optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast), model, opt)
 
-    # a bare loop of the same model on one fixed batch
-    x, y = stream.next()
-    bare = build_model("resnet20", 10, 1).to(dev)
-    bare_opt = torch.optim.SGD(bare.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    t_bare = seconds_per_call(lambda: _bare_step(bare, bare_opt, x, y, nullcontext()), dev, steps, warmup)
-    out["bare_img_s"] = BATCH / t_bare
-    out["loop_vs_bare"] = out["fspbench_img_s"] / out["bare_img_s"]
 
-    bf16 = torch.autocast(dev.type, dtype=torch.bfloat16)
-    t_bf16 = seconds_per_call(lambda: _bare_step(bare, bare_opt, x, y, bf16), dev, steps, warmup)
-    out["bf16_img_s"] = BATCH / t_bf16
-    out["bf16_speedup"] = out["bf16_img_s"] / out["bare_img_s"]
+def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int = 5,
+            compile: bool = False) -> dict[str, float]:
+    """All figures of the module docstring for ``device``: medians over ``repeats`` rounds of ``steps`` calls."""
+    dev = torch.device(device)
+    cfg = RunConfig(arch="resnet20", batch_size=BATCH, device=dev.type)
+    spec = StageSpec("main", 10**6, cfg.lr, cfg.milestones, CrossEntropy)
+    x, y = BatchStream(synthetic_task(dev), BATCH, 1, memory_format=CL).next()
 
-    # training FLOPs of one ResNet-20 step against the fp32 matmul peak
-    with FlopCounterMode(display=False) as counter:
-        _bare_step(bare, bare_opt, x, y, nullcontext())
-    out["train_gflops"] = counter.get_total_flops() / t_bare / 1e9
-    a = torch.randn(2048, 2048, device=dev)
-    b = torch.randn(2048, 2048, device=dev)
-    t_mm = seconds_per_call(lambda: torch.mm(a, b), dev, max(5, steps // 2), 2)
-    out["sgemm_gflops"] = 2 * 2048**3 / t_mm / 1e9
-    out["fp32_fraction_of_peak"] = out["train_gflops"] / out["sgemm_gflops"]
+    # (step, context held while it is timed); compared figures share network instances, since two
+    # instances of one network can differ by several percent in speed (memory placement)
+    own = fspbench_step(dev)
+    timed: dict[str, tuple[Callable[[], Any], Any]] = {
+        "fspbench": (own.run, nullcontext),
+        "bare": (lambda: _bare_step(own.model, own.opt, x, y, nullcontext()), nullcontext),  # one fixed batch
+        "nchw": (fspbench_step(dev, channels_last=False).run, nullcontext),
+        "bf16": (fspbench_step(dev, precision="bf16").run, nullcontext),
+    }
+    if compile:
+        timed["compiled"] = (fspbench_step(dev, compile=True).run, nullcontext)
 
-    # FSP stage 1: teacher ResNet-20 (frozen) -> student ResNet-8
-    teacher = build_model("resnet20", 10, 1).to(dev).eval().requires_grad_(False)
+    # FSP stage 1: teacher ResNet-20 (frozen) -> student ResNet-8, as train_run holds them: the
+    # hooks are placed once for the stage, so they are in place only while FSP is timed
+    teacher = build_model("resnet20", 10, 1).to(dev, memory_format=CL).eval().requires_grad_(False)
+    student = build_model("resnet8", 10, 1).to(dev, memory_format=CL)
 
     def teacher_forward() -> None:
         with torch.inference_mode():
             teacher(x)
 
-    t_teacher = seconds_per_call(teacher_forward, dev, steps, warmup)
-    student = build_model("resnet8", 10, 1).to(dev)
     ce = CrossEntropy(StageContext(student, None, cfg, x[:2]))
     ce_opt, ce_sched = make_optimizer(list(student.parameters()), spec, cfg)
-    t_ce = seconds_per_call(lambda: optimizer_step(ce, ce_opt, ce_sched, x, y, 0.0, nullcontext()), dev, steps,
-                            warmup)
     fsp = FSPObjective(StageContext(student, teacher, cfg, x[:2])).to(dev)
     fsp_opt, fsp_sched = make_optimizer(list(student.parameters()) + list(fsp.parameters()), spec, cfg)
-    t_fsp = seconds_per_call(lambda: optimizer_step(fsp, fsp_opt, fsp_sched, x, y, 0.0, nullcontext()), dev,
-                             steps, warmup)
-    out["teacher_forward_img_s"] = BATCH / t_teacher
-    out["student_ce_img_s"] = BATCH / t_ce
-    out["fsp_step_img_s"] = BATCH / t_fsp
-    out["fsp_overhead"] = t_fsp / (t_ce + t_teacher)
+    timed["teacher"] = (teacher_forward, nullcontext)
+    timed["student_ce"] = (lambda: optimizer_step(ce, ce_opt, ce_sched, x, y, 0.0, nullcontext()), nullcontext)
+    timed["fsp"] = (lambda: optimizer_step(fsp, fsp_opt, fsp_sched, x, y, 0.0, nullcontext()), fsp.active)
 
+    a = torch.randn(2048, 2048, device=dev)
+    b = torch.randn(2048, 2048, device=dev)
+    timed["sgemm"] = (lambda: torch.mm(a, b), nullcontext)
+
+    times: dict[str, list[float]] = {k: [] for k in timed}
+    for name, (fn, ctx) in timed.items():  # warm-up (compilation, allocator, caches)
+        with ctx():
+            _warm(fn, dev, warmup + (10 if name == "compiled" else 0))
+    for r in range(repeats):  # rounds: every figure timed in turn, the order reversed every other round
+        for name in list(timed)[:: 1 if r % 2 == 0 else -1]:
+            fn, ctx = timed[name]
+            with ctx():
+                times[name].append(seconds_per_call(fn, dev, steps if name != "sgemm" else max(5, steps // 2)))
+    t = {k: statistics.median(v) for k, v in times.items()}
+
+    def ratio(f: Callable[[dict[str, float]], float]) -> float:
+        """Median over rounds of a ratio taken within each round, where its terms ran minutes apart at most."""
+        return statistics.median(f({k: v[r] for k, v in times.items()}) for r in range(repeats))
+
+    out: dict[str, float] = {
+        "fspbench_img_s": BATCH / t["fspbench"],
+        "bare_img_s": BATCH / t["bare"],
+        "teacher_forward_img_s": BATCH / t["teacher"],
+        "student_ce_img_s": BATCH / t["student_ce"],
+        "fsp_step_img_s": BATCH / t["fsp"],
+        "fsp_overhead": ratio(lambda r: r["fsp"] / (r["student_ce"] + r["teacher"])),
+        "bf16_img_s": BATCH / t["bf16"],
+        "nchw_img_s": BATCH / t["nchw"],
+        "sgemm_gflops": 2 * 2048**3 / t["sgemm"] / 1e9,
+    }
+    out["loop_vs_bare"] = ratio(lambda r: r["bare"] / r["fspbench"])
+    out["bf16_speedup"] = ratio(lambda r: r["fspbench"] / r["bf16"])
+    out["channels_last_speedup"] = ratio(lambda r: r["nchw"] / r["fspbench"])
+    if compile:
+        out["compiled_img_s"] = BATCH / t["compiled"]
+        out["compile_speedup"] = ratio(lambda r: r["fspbench"] / r["compiled"])
+    with FlopCounterMode(display=False) as counter:
+        _bare_step(own.model, own.opt, x, y, nullcontext())
+    flops = counter.get_total_flops()
+    out["train_gflops"] = flops / t["fspbench"] / 1e9
+    out["fp32_fraction_of_peak"] = ratio(lambda r: flops / r["fspbench"] / (2 * 2048**3 / r["sgemm"]))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {k: round(out[k], 4) for k in KEYS}
+    out["repeats"], out["steps"] = repeats, steps
+    out["device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def table(figures: dict[str, float]) -> str:
+# ---------------------------------------------------------------- several trials on one device
+
+
+def packing(device: str, counts: list[int], seconds: float = 20.0, precision: str = "fp32",
+            threads: int | None = None) -> list[dict[str, Any]]:
+    """Total img/s of N concurrent training processes on one device, for each N in ``counts``.
+
+    Each process trains fspbench's ResNet-20 step; once all have warmed up they are started
+    together and count the steps they finish in the same ``seconds`` window.
+    """
+    rows = []
+    cores = os.cpu_count() or 1
+    for n in counts:
+        per = threads or max(1, cores // n)
+        cmd = [sys.executable, "-m", "fspbench.perf", "--worker", device, str(seconds), precision, str(per)]
+        procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+        for p in procs:  # each says "ready" after its warm-up
+            if p.stdout is None or p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a --packing worker failed to start: {' '.join(cmd)}")
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+        total = sum(r["img_s"] for r in results)
+        rows.append({"trials": n, "threads_each": per, "total_img_s": round(total, 1),
+                     "per_trial_img_s": round(total / n, 1), "precision": precision})
+    base = rows[0]["total_img_s"] if rows else 1.0
+    for r in rows:
+        r["vs_first"] = round(r["total_img_s"] / base, 3)
+    return rows
+
+
+def _worker(device: str, seconds: float, precision: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+    step = fspbench_step(dev, precision=precision).run
+    _warm(step, dev, 5)
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go": every worker starts its window together
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        step()
+        n += 1
+        if n % 10 == 0:
+            _sync(dev)
+    _sync(dev)
+    print(json.dumps({"img_s": n * BATCH / (time.perf_counter() - t0)}), flush=True)
+
+
+def table(figures: dict[str, Any]) -> str:
     """A readable two-column table of the figures."""
     width = max(map(len, figures))
-    return "\n".join(f"{k:<{width}}  {v:>12,.3f}" for k, v in figures.items())
+    return "\n".join(f"{k:<{width}}  {v:>12,.3f}" if isinstance(v, (int, float)) else f"{k:<{width}}  {v:>12}"
+                     for k, v in figures.items())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
+    _worker(sys.argv[2], float(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

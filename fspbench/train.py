@@ -193,6 +193,7 @@ class _Progress:
     stage_step: int = 0
     step: int = 0
     wall: float = 0.0
+    eval_wall: float = 0.0  # seconds in evaluation (not in ``wall``)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -215,6 +216,7 @@ def train_run(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     teacher = load_teacher(cfg.teacher, device) if cfg.teacher else None
     run_id = cfg.run_id(teacher.run_id if teacher else "")
     ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else out / "checkpoints"
@@ -224,15 +226,19 @@ def train_run(
                      image_size=cfg.image_size or None, device=device, subset_seed=cfg.subset_seed)
     if teacher is not None:
         _check_teacher_input(teacher, data)
-    full_test = eval_batches(data)
-    curve_test = eval_batches(data, subset=cfg.eval_subset) if cfg.eval_subset else full_test
+        teacher.model.to(memory_format=fmt)
+    full_test = eval_batches(data, memory_format=fmt)
+    curve_test = eval_batches(data, subset=cfg.eval_subset, memory_format=fmt) if cfg.eval_subset else full_test
 
     torch.manual_seed(cfg.seed)  # model init; the data order has its own generator
-    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width, cfg.weights).to(device)
+    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width, cfg.weights)
+    student.to(device, memory_format=fmt)
     stages = METHODS[cfg.method].stages(cfg)
     ctx = StageContext(student, teacher.model if teacher else None, cfg, full_test[0][0][:2])
-    objectives: list[Objective] = [s.objective(ctx).to(device) for s in stages]
-    stream = BatchStream(data, cfg.batch_size, cfg.seed, augment=cfg.augment, hflip=cfg.hflip)
+    objectives: list[Objective] = [s.objective(ctx).to(device, memory_format=fmt) for s in stages]
+    if cfg.compile:
+        student.compile()  # in place: parameter names, hooks and checkpoints stay those of the eager model
+    stream = BatchStream(data, cfg.batch_size, cfg.seed, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
     base = {
@@ -271,47 +277,50 @@ def train_run(
             student.train()
             loss_sum = torch.zeros((), device=device)
             n_loss = 0
-            t_start = time.perf_counter()
-            while state.stage_step < spec.steps:
-                x, y = stream.next()
-                loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, autocast)
-                loss_sum += loss.detach().float()
-                n_loss += 1
-                state.step += 1
-                state.stage_step += 1
-                if state.step == fault_step:
-                    _fire_fault(run_id, ckpt_dir, state.step)
-                bar.update(1)
-                diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
-                last = state.stage_step == spec.steps
-                if diverged or last or state.step % cfg.eval_every == 0:
-                    state.wall += time.perf_counter() - t_start
-                    final = last and si == len(stages) - 1
-                    diverged = diverged or not math.isfinite(loss_sum.item())
-                    if diverged:
-                        status = "diverged"
-                    test_loss, test_acc = evaluate(student, full_test if (final or diverged) else curve_test,
-                                                   autocast)
-                    row = {**base, "stage": spec.name, "step": state.step, "stage_step": state.stage_step,
-                           "images_seen": state.step * cfg.batch_size, "wall_time_s": round(state.wall, 4),
-                           "train_loss": loss_sum.item() / n_loss, "test_loss": test_loss,
-                           "test_acc": test_acc, "status": status,
-                           "eval_images": len(data.test_y) if (final or diverged) else _count(curve_test)}
-                    state.rows.append(row)
-                    loss_sum.zero_()
-                    n_loss = 0
-                    bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{test_acc:.3f}")
-                    if diverged:
-                        break
-                    if last:
-                        state.stage, state.stage_step = si + 1, 0
-                    _save_state(state_path, run_id, state, student, stream,
-                                None if last else (opt, sched, objective))
-                    if on_eval is not None:
-                        on_eval(row, state_path)
-                    if last:
-                        break
-                    t_start = time.perf_counter()
+            with objective.active():  # hooks for the whole stage, not per step
+                t_start = time.perf_counter()
+                while state.stage_step < spec.steps:
+                    x, y = stream.next()
+                    loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, autocast)
+                    loss_sum += loss.detach().float()
+                    n_loss += 1
+                    state.step += 1
+                    state.stage_step += 1
+                    if state.step == fault_step:
+                        _fire_fault(run_id, ckpt_dir, state.step)
+                    bar.update(1)
+                    diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
+                    last = state.stage_step == spec.steps
+                    if diverged or last or state.step % cfg.eval_every == 0:
+                        state.wall += time.perf_counter() - t_start
+                        final = last and si == len(stages) - 1
+                        diverged = diverged or not math.isfinite(loss_sum.item())
+                        if diverged:
+                            status = "diverged"
+                        t_eval = time.perf_counter()
+                        test_loss, test_acc = evaluate(student, full_test if (final or diverged) else curve_test,
+                                                       autocast)
+                        state.eval_wall += time.perf_counter() - t_eval
+                        row = {**base, "stage": spec.name, "step": state.step, "stage_step": state.stage_step,
+                               "images_seen": state.step * cfg.batch_size, "wall_time_s": round(state.wall, 4),
+                               "train_loss": loss_sum.item() / n_loss, "test_loss": test_loss,
+                               "test_acc": test_acc, "status": status,
+                               "eval_images": len(data.test_y) if (final or diverged) else _count(curve_test)}
+                        state.rows.append(row)
+                        loss_sum.zero_()
+                        n_loss = 0
+                        bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{test_acc:.3f}")
+                        if diverged:
+                            break
+                        if last:
+                            state.stage, state.stage_step = si + 1, 0
+                        _save_state(state_path, run_id, state, student, stream,
+                                    None if last else (opt, sched, objective))
+                        if on_eval is not None:
+                            on_eval(row, state_path)
+                        if last:
+                            break
+                        t_start = time.perf_counter()
             if status == "diverged":
                 break
     except BaseException as err:
@@ -327,6 +336,7 @@ def train_run(
     record["final"] = {k: state.rows[-1][k] for k in
                        ("step", "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc")}
     record["train_time_s"] = round(state.wall, 3)
+    record["eval_time_s"] = round(state.eval_wall, 3)
     record["finished_at"] = _now()
     if status == "ok":
         final_path = ckpt_dir / f"{run_id}.pt"

@@ -19,7 +19,7 @@ TIMING = ("wall_time_s",)
 def _strip(rec: dict) -> dict:
     """A record without what legitimately differs between identical runs (timings, dates)."""
     rec = json.loads(json.dumps(rec))
-    for key in ("started_at", "finished_at", "train_time_s"):
+    for key in ("started_at", "finished_at", "train_time_s", "eval_time_s"):
         rec.pop(key, None)
     for row in rec["curve"]:
         for k in TIMING:
