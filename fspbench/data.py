@@ -328,9 +328,10 @@ EVAL_BATCH = 256
 class BatchStream:
     """Endless stream of training batches from tensors on the device; no per-sample Python.
 
-    Every random draw (epoch permutations, crop offsets, flips) comes from one CPU generator
-    seeded with `seed`, so a CPU and a GPU run see the same batches. Incomplete last batches
-    of an epoch are dropped.
+    Every random draw of an epoch (its permutation, crop offsets and flips) is made at the
+    epoch's start from one CPU generator seeded with `seed`, and moved to the device in one
+    copy, so a CPU and a GPU run see the same batches and no step waits on a host-device copy.
+    Incomplete last batches of an epoch are dropped.
     """
 
     PAD = 4  # pixels of zero padding before the random crop (paper: 32 -> 40 -> 32)
@@ -342,50 +343,65 @@ class BatchStream:
         self.n = len(data.train_y)
         if self.batch_size > self.n:
             raise BadInput(f"batch_size: expected at most the {self.n} training images, got {batch_size}")
+        dev = data.train_x.device
+        _, c, h, w = data.train_x.shape
+        self._rows, self._cols = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        self._bi = torch.arange(self.batch_size, device=dev)[:, None, None, None]
+        self._ci = torch.arange(c, device=dev)[None, :, None, None]
         self.gen = torch.Generator().manual_seed(seed)
         self.epoch, self.pos = 0, 0
-        self.perm = torch.randperm(self.n, generator=self.gen)
+        self._draw_epoch()
 
     @property
     def steps_per_epoch(self) -> int:
         return self.n // self.batch_size
 
+    def _draw_epoch(self) -> None:
+        """The epoch's permutation (n,), crop offsets (2, n) and flips (n,), on the CPU and the device."""
+        g, n, p = self.gen, self.n, self.PAD if self.augment else 0
+        self.perm = torch.randperm(n, generator=g)
+        self.offsets = torch.randint(0, 2 * p + 1, (2, n), generator=g) if p else torch.zeros(2, n, dtype=torch.long)
+        self.flips = torch.rand(n, generator=g) < 0.5 if self.hflip else torch.zeros(n, dtype=torch.bool)
+        self._to_device()
+
+    def _to_device(self) -> None:
+        dev = self.data.train_x.device
+        self._perm, self._off, self._flip = (t.to(dev) for t in (self.perm, self.offsets, self.flips))
+
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, C, H, W) float32 normalised, y: (B,) int64, on the data's device."""
-        b, g = self.batch_size, self.gen
+        b = self.batch_size
         if self.pos + b > self.n:
-            self.perm, self.pos, self.epoch = torch.randperm(self.n, generator=g), 0, self.epoch + 1
-        dev = self.data.train_x.device
-        idx = self.perm[self.pos : self.pos + b].to(dev)
+            self.pos, self.epoch = 0, self.epoch + 1
+            self._draw_epoch()
+        sl = slice(self.pos, self.pos + b)
         self.pos += b
+        idx = self._perm[sl]
         x = self.data.train_x[idx]  # (B, C, H, W) uint8
         if self.augment or self.hflip:
-            _, c, h, w = x.shape
             p = self.PAD if self.augment else 0
-            off = torch.randint(0, 2 * p + 1, (2, b), generator=g) if p else torch.zeros(2, b, dtype=torch.long)
-            rows = off[0, :, None] + torch.arange(h)  # (B, H) rows of the padded image
-            cols = off[1, :, None] + torch.arange(w)  # (B, W)
+            rows = self._off[0, sl, None] + self._rows  # (B, H) rows of the padded image
+            cols = self._off[1, sl, None] + self._cols  # (B, W)
             if self.hflip:
-                flip = torch.rand(b, generator=g) < 0.5
-                cols = torch.where(flip[:, None], cols.flip(1), cols)  # mirror the crop window
+                cols = torch.where(self._flip[sl, None], cols.flip(1), cols)  # mirror the crop window
             if p:
                 x = F.pad(x, (p, p, p, p))  # zeros in uint8 pixel space, like RandomCrop(padding=4)
-            rows, cols = rows.to(dev), cols.to(dev)
-            bi = torch.arange(b, device=dev)[:, None, None, None]
-            ci = torch.arange(c, device=dev)[None, :, None, None]
-            x = x[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # one gather: crop + flip
+            x = x[self._bi, self._ci, rows[:, None, :, None], cols[:, None, None, :]]  # one gather: crop + flip
         return normalize(x, self.data).contiguous(memory_format=self.memory_format), self.data.train_y[idx]
 
     def state_dict(self) -> dict:
         """Everything needed to continue with exactly the same batches."""
-        return {"generator": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos,
-                "epoch": self.epoch, "batch_size": self.batch_size, "n": self.n}
+        return {"generator": self.gen.get_state(), "perm": self.perm.clone(), "offsets": self.offsets.clone(),
+                "flips": self.flips.clone(), "pos": self.pos, "epoch": self.epoch, "batch_size": self.batch_size,
+                "n": self.n}
 
     def load_state_dict(self, state: dict) -> None:
         if (state["batch_size"], state["n"]) != (self.batch_size, self.n):
             raise ValueError("BatchStream state is for another batch size or training set")
         self.gen.set_state(state["generator"])
-        self.perm, self.pos, self.epoch = state["perm"].clone(), int(state["pos"]), int(state["epoch"])
+        self.perm, self.offsets, self.flips = (state[k].clone() for k in ("perm", "offsets", "flips"))
+        self.pos, self.epoch = int(state["pos"]), int(state["epoch"])
+        self._to_device()
 
 
 def eval_batches(

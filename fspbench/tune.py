@@ -380,6 +380,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
     write_parquet(runs_table(records), paths.root / "runs.parquet")
     trained_ids = {r.run_id for r in trained}
     trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
+    eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     slots = _slots(bench, cpus, gpus)
     counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
     grid = {
@@ -397,6 +398,9 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         "trial_time_s": round(trial_time, 2),
         # summed training time of the trials / (wall time x slots that could run at once)
         "harness_efficiency": round(trial_time / (wall * slots), 4) if trained_ids and slots and wall else None,
+        # the trials' evaluations (curve points and final test set), which harness_efficiency counts as overhead
+        "eval_time_s": round(eval_time, 2),
+        "eval_share": round(eval_time / (wall * slots), 4) if trained_ids and slots and wall else None,
         "runs": {"total": len(records), **counts},
     }
     previous = read_record(paths.root / "grid.json")

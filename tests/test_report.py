@@ -75,6 +75,24 @@ def test_accuracy_differences_recompute_from_parquet(report: tuple[Path, dict], 
     assert checked >= 3
 
 
+def test_precision_table_sets_bf16_beside_fp32(report: tuple[Path, dict], smoke_results: Path) -> None:
+    """The smoke grid's bf16 group against the fp32 runs of the same settings, recomputed from the run records."""
+    out, _ = report
+    table = pd.read_csv(out / "tables" / "precision.csv")
+    assert sorted(table["method"]) == ["fsp", "scratch"]
+    assert (table["n_fp32"] == 2).all() and (table["n_bf16"] == 2).all()
+    assert "## Precision: bf16 autocast against fp32" in (out / "report.md").read_text()
+    records = [json.loads(p.read_text()) for p in (smoke_results / "runs").glob("*.json")]
+    for row in table.itertuples():
+        acc = {prec: [100 * r["final"]["test_acc"] for r in records
+                      if r["method"] == row.method and r["config"]["steps"] == 40 and r["role"] == "student"
+                      and r["config"]["precision"] == prec and not r["config"]["classes"]]
+               for prec in ("fp32", "bf16")}
+        assert len(acc["fp32"]) == len(acc["bf16"]) == 2
+        assert row.diff == pytest.approx(sum(acc["bf16"]) / 2 - sum(acc["fp32"]) / 2, abs=1e-3)
+        assert row.ci_low <= row.diff <= row.ci_high
+
+
 def test_building_twice_is_byte_identical(report: tuple[Path, dict], smoke_results: Path, tmp_path: Path) -> None:
     out, _ = report
     again = tmp_path / "again"

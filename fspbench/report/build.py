@@ -85,6 +85,9 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     }
     if ablation is not None:
         tbl["fsp_ablation"] = ablation
+    precision = tables.precision_effect(configs, a.runs)
+    if not precision.empty:
+        tbl["precision"] = precision
     table_paths = [p for name, t in tbl.items() for p in tables.write_table(t, out_dir / "tables", name)]
 
     # ---- figures
@@ -209,6 +212,13 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
           ("h", 2, "FSP settings"), ("table", tbl["fsp_settings"])]
     if "fsp_ablation" in tbl:
         b += [("p", "The grid varies the FSP settings: final accuracy per setting."), ("table", tbl["fsp_ablation"])]
+    if "precision" in tbl:
+        b += [("h", 2, "Precision: bf16 autocast against fp32"),
+              ("p", "Runs trained under bf16 autocast (precision = \"bf16\", opt-in) beside the fp32 runs of the "
+                    "same settings and seeds. diff: bf16 minus fp32 mean final accuracy in points, with its 95% "
+                    "bootstrap CI; speedup: fp32 training seconds over bf16. Each claim is decided on the groups "
+                    "its [claims] table names."),
+              ("table", tbl["precision"])]
     b += [("h", 2, "Environment and cost"), ("table", tbl["environment"]),
           ("p", "Reproducibility: on the CPU, the same benchmark file gives bitwise identical runs (every "
                 "column of runs.parquet but wall_time_s) at the same thread count and library versions; "

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from fspbench.analysis import Analysis
+from fspbench.analysis import Analysis, compare_accuracy
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_bytes
 from fspbench.report.summaries import budget_match
@@ -185,6 +185,44 @@ def fsp_settings(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> tuple[
                      "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
                      "failures": int((sel["status"] != "ok").sum())})
     return settings, pd.DataFrame(rows)
+
+
+def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
+    """bf16 autocast against fp32: every bf16 run set beside the fp32 runs with otherwise equal settings.
+
+    Runs match when their configs agree in every key but seed, precision and the teacher's path
+    (the teacher enters as its run id). One row per matched set: final accuracy of each precision,
+    their difference in points with its 95% bootstrap CI, and the training-time speedup
+    (mean fp32 seconds / mean bf16 seconds). Empty when the grid has no bf16 runs.
+    """
+    cols = ["group", "method", "arch", "budget", "n_fp32", "n_bf16", "fp32_mean", "bf16_mean", "diff", "ci_low",
+            "ci_high", "speedup", "failures"]
+    sel = runs[runs["run_id"].isin(list(configs))].copy()
+
+    def key(row: Any) -> str:
+        d = configs[row.run_id].to_dict()
+        for k in ("seed", "precision", "teacher", "threads"):
+            d.pop(k)
+        return repr(sorted(d.items())) + row.teacher_run_id
+
+    if sel.empty:
+        return pd.DataFrame(columns=cols)
+    sel["key"] = [key(r) for r in sel.itertuples()]
+    sel["precision"] = [configs[r].precision for r in sel["run_id"]]
+    rows = []
+    for _, bf16 in sel[sel["precision"] == "bf16"].groupby("key", sort=True):
+        fp32 = sel[(sel["key"] == bf16["key"].iloc[0]) & (sel["precision"] == "fp32")]
+        if fp32.empty:
+            continue
+        test = compare_accuracy("bf16_vs_fp32", bf16, fp32, "", random_state)
+        first = bf16.iloc[0]
+        rows.append({"group": first["group"], "method": first["method"], "arch": first["arch"],
+                     "budget": int(first["budget"]), "n_fp32": len(fp32), "n_bf16": len(bf16),
+                     "fp32_mean": test.extra["control_mean"], "bf16_mean": test.extra["treatment_mean"],
+                     "diff": test.estimate, "ci_low": test.ci[0], "ci_high": test.ci[1],
+                     "speedup": float(fp32["wall_time_s"].mean() / bf16["wall_time_s"].mean()),
+                     "failures": test.failures})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def _fmt_setting(v: Any) -> str:
