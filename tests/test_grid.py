@@ -323,3 +323,23 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
     with pytest.raises(BadInput) as info:
         load_benchmark(missing, tmp_path)
     assert str(info.value).startswith(missing) and "smoke" in str(info.value)
+
+
+def test_estimated_cost_orders_deeper_longer_and_distilled_runs_first(tmp_path) -> None:
+    """Phases run longest-first: the cost grows with steps, depth and a teacher's forward passes."""
+    from fspbench.tune import estimated_cost
+
+    bench = load_benchmark("default", tmp_path)
+    arch = {t.run_id: t.config.arch for t in bench.teachers}
+
+    def cost(run) -> float:
+        return estimated_cost(run, arch.get(run.teacher_run_id, ""))
+
+    by = {(r.group, r.config.method, r.config.steps, r.config.seed): r for r in bench.runs}
+    t14, t8 = by[("t14", "scratch", 1000, 0)], by[("t8", "scratch", 750, 0)]
+    short, long_ = by[("fast", "scratch", 250, 0)], by[("fast", "scratch", 750, 0)]
+    fsp, scratch = by[("minimize", "fsp", 250, 0)], by[("minimize", "scratch", 250, 0)]
+    assert cost(t14) > cost(t8)  # deeper and longer
+    assert cost(long_) == pytest.approx(3 * cost(short))
+    assert cost(fsp) > cost(scratch)  # a stage 1 with the teacher's forward passes
+    assert max(bench.runs, key=cost) is t14
