@@ -239,9 +239,12 @@ def estimated_cost(run: GridRun, teacher_arch: str = "") -> float:
         return int(digits) if digits else 20
 
     cfg = run.config
-    stages = METHODS[cfg.method].stages(cfg)
+    method = METHODS[cfg.method]
+    stages = method.stages(cfg)
     steps = sum(s.steps for s in stages)
-    teacher_steps = steps if METHODS[cfg.method].needs_teacher else 0
+    # an objective class says whether it runs the teacher (FSP's main stage does not); a factory
+    # (KD's) is taken to, as its method needs a teacher
+    teacher_steps = sum(s.steps for s in stages if getattr(s.objective, "uses_teacher", method.needs_teacher))
     teacher_depth = depth(teacher_arch) if teacher_arch else 0
     return cfg.batch_size * cfg.width * (steps * depth(cfg.arch) + teacher_steps * teacher_depth / 3)
 
