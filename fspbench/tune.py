@@ -1,8 +1,8 @@
-"""Execution of a benchmark grid on Ray Tune: phases, resources, storage, resume, failures, progress.
+"""Execution of a benchmark grid on Ray Tune: order, resources, storage, resume, failures, progress.
 
-Phase 1 trains the teachers and every student that needs none (scratch); phase 2 the
-students that load a teacher's checkpoint. Each run is one Tune trial of a function
-trainable; it reports at every evaluation point with its resumable state as the Tune
+All unfinished runs go into one Tune run; schedule.TeacherFirst starts a student as soon as
+its own teacher has ended ok, so there is no barrier between teachers and students. Each run
+is one Tune trial of a function trainable; it reports at every evaluation point with its resumable state as the Tune
 checkpoint, so ``FailureConfig`` retries a crashed trial from there. A run whose record
 in results/<name>/runs/ is finished (ok or diverged) is never trained again, so a second
 ``fspbench run`` after an interruption resumes the grid.
@@ -192,94 +192,95 @@ def _fmt(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
-def _progress_callback(label: str, total: int) -> Any:
+def _progress_callback(total: int, order: Any) -> Any:
     from ray.tune import Callback
 
-    class PhaseProgress(Callback):
-        """One line per finished trial: done / running / pending / failed, elapsed, remaining."""
+    class GridProgress(Callback):
+        """One line per ended run: done / running / pending / failed, elapsed, remaining.
+
+        Failed counts the trials that errored and the students ``order`` never started
+        because their teacher did not end ok.
+        """
 
         def __init__(self) -> None:
             self.start = time.monotonic()
-            self.done = self.failed = 0
+            self.done = self.errored = 0
 
         def _line(self, trials: list[Any], ended: Any) -> None:
+            failed = self.errored + order.blocked
             running = sum(t.status == "RUNNING" and t is not ended for t in trials)
-            pending = total - self.done - self.failed - running
+            pending = total - self.done - failed - running
             elapsed = time.monotonic() - self.start
-            finished = self.done + self.failed
-            eta = elapsed / finished * (total - finished) if finished else float("nan")
-            remaining = _fmt(eta) if finished else "?"
-            print(f"[fspbench] {label}: {self.done} done, {running} running, {pending} pending, "
-                  f"{self.failed} failed; elapsed {_fmt(elapsed)}, remaining ~{remaining}", flush=True)
+            finished = self.done + failed
+            remaining = _fmt(elapsed / finished * (total - finished)) if finished else "?"
+            print(f"[fspbench] grid: {self.done} done, {running} running, {pending} pending, "
+                  f"{failed} failed; elapsed {_fmt(elapsed)}, remaining ~{remaining}", flush=True)
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.done += 1
             self._line(trials, trial)
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self.failed += 1
+            self.errored += 1
             self._line(trials, trial)
 
-    return PhaseProgress()
+    return GridProgress()
 
 
-# ---------------------------------------------------------------- one phase
+# ---------------------------------------------------------------- the Tune run
 
 
-def estimated_cost(run: GridRun, teacher_arch: str = "") -> float:
-    """Relative cost of a run: images through each network, weighted by its depth.
+def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, verbose: int) -> None:
+    """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
-    A frozen teacher's forward pass counts a third of a training step (measured for CIFAR
-    ResNets). Only the order of the runs depends on it, never a result.
+    ``slots`` trials run at once (the cluster's resources at the start); Tune then asks the
+    order for a run only when a slot frees up, so the choice is made as late as possible.
+    Without any slot yet (an autoscaling cluster that starts empty), Tune's own pace of one
+    pending trial at a time applies.
     """
-    from fspbench.methods import METHODS
-
-    def depth(arch: str) -> int:
-        digits = "".join(ch for ch in arch if ch.isdigit())
-        return int(digits) if digits else 20
-
-    cfg = run.config
-    method = METHODS[cfg.method]
-    stages = method.stages(cfg)
-    steps = sum(s.steps for s in stages)
-    # an objective class says whether it runs the teacher (FSP's main stage does not); a factory
-    # (KD's) is taken to, as its method needs a teacher
-    teacher_steps = sum(s.steps for s in stages if getattr(s.objective, "uses_teacher", method.needs_teacher))
-    teacher_depth = depth(teacher_arch) if teacher_arch else 0
-    return cfg.batch_size * cfg.width * (steps * depth(cfg.arch) + teacher_steps * teacher_depth / 3)
-
-
-def _run_phase(label: str, runs: list[GridRun], bench: Benchmark, paths: Paths, verbose: int) -> None:
     from ray import tune
+
+    from fspbench.schedule import TeacherFirst, estimated_cost  # imports Ray Tune: only when a grid runs
 
     teacher_arch = {t.run_id: t.config.arch for t in bench.teachers}
 
     def cost(run: GridRun) -> float:
         return estimated_cost(run, teacher_arch.get(run.teacher_run_id, ""))
 
+    def teacher_status(run_id: str) -> str:
+        rec = read_run_record(paths.record(run_id))
+        return rec.get("status", "missing") if rec else "missing"
+
+    def blocked(run: GridRun, status: str) -> None:
+        _mark_blocked(paths, run, status)
+        print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
+
+    order = TeacherFirst(runs, cost, teacher_status, blocked)
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, {"cpu": bench.resources["cpu"], "gpu": bench.resources["gpu"]})
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     tuner = tune.Tuner(
         trainable,
-        # longest first, so that the phase does not end with one slot busy and the others idle
-        param_space={"run_id": tune.grid_search([r.run_id for r in sorted(runs, key=cost, reverse=True)])},
         tune_config=tune.TuneConfig(
+            search_alg=order,
+            num_samples=len(runs),
+            max_concurrent_trials=slots or None,
             trial_name_creator=lambda t: t.config["run_id"],
             trial_dirname_creator=lambda t: t.config["run_id"],
             reuse_actors=True,  # keeps the imported torch and the cached data set between trials
         ),
         run_config=tune.RunConfig(
-            name=f"{label.split()[0]}-{stamp}",
+            name=f"grid-{stamp}",
             storage_path=str(paths.ray.resolve()),
             failure_config=tune.FailureConfig(max_failures=2),  # retried from the last checkpoint
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_progress_callback(label, len(runs))],
+            callbacks=[_progress_callback(len(runs), order)],
             verbose=verbose,
         ),
     )
-    print(f"[fspbench] {label}: {len(runs)} runs", flush=True)
+    print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
+          flush=True)
     tuner.fit()  # trial errors are recorded by the trials; the grid goes on
 
 
@@ -379,20 +380,7 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         paths.runs.mkdir(parents=True, exist_ok=True)
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-        phase1 = [r for r in pending if not r.teacher_run_id]
-        phase2 = [r for r in pending if r.teacher_run_id]
-        if phase1:
-            _run_phase("phase 1/2 (teachers and students without a teacher)", phase1, bench, paths, verbose)
-        ready = []
-        for r in phase2:
-            t = read_run_record(paths.record(r.teacher_run_id))
-            status = t.get("status") if t else "missing"
-            if status == "ok":
-                ready.append(r)
-            else:
-                _mark_blocked(paths, r, status)
-        if ready:
-            _run_phase("phase 2/2 (students of a teacher)", ready, bench, paths, verbose)
+        _tune_runs(pending, bench, paths, _slots(bench, cpus, gpus), verbose)
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
     return _write_outputs(bench, paths, started, time.monotonic() - t0, pending, cpus, gpus)

@@ -332,7 +332,7 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
 
 def test_estimated_cost_orders_deeper_longer_and_distilled_runs_first(tmp_path) -> None:
     """Phases run longest-first: the cost grows with steps, depth and a teacher's forward passes."""
-    from fspbench.tune import estimated_cost
+    from fspbench.schedule import estimated_cost
 
     bench = load_benchmark("default", tmp_path)
     arch = {t.run_id: t.config.arch for t in bench.teachers}

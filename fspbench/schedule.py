@@ -1,0 +1,120 @@
+"""The order in which a grid's runs start: a student as soon as its own teacher has finished.
+
+``TeacherFirst`` is a Ray Tune ``Searcher`` that hands out run ids instead of sampled
+hyperparameters. A run is *ready* when it needs no teacher or its teacher's run ended ok;
+among the ready runs the one with the longest remaining chain goes first (list scheduling
+by critical path: a teacher's chain is its own cost plus its costliest student's), so the
+grid neither waits at a barrier between teachers and students nor ends with one slot busy
+and the others idle. A student whose teacher did not end ok is never started: it is
+handed to ``on_blocked``, which records it as failed.
+
+Tune asks for one trial at a time when a custom searcher is used (its pending-trial limit
+is 1), so each run id is bound to a trial only when a slot is about to free up: a student
+that became ready a moment ago still overtakes a lower-priority run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from fspbench.grid import GridRun
+
+
+def estimated_cost(run: GridRun, teacher_arch: str = "") -> float:
+    """Relative cost of a run: images through each network, weighted by its depth.
+
+    A frozen teacher's forward pass counts a third of a training step (measured for CIFAR
+    ResNets). Only the order of the runs depends on it, never a result.
+    """
+    from fspbench.methods import METHODS
+
+    def depth(arch: str) -> int:
+        digits = "".join(ch for ch in arch if ch.isdigit())
+        return int(digits) if digits else 20
+
+    cfg = run.config
+    method = METHODS[cfg.method]
+    stages = method.stages(cfg)
+    steps = sum(s.steps for s in stages)
+    # an objective class says whether it runs the teacher (FSP's main stage does not); a factory
+    # (KD's) is taken to, as its method needs a teacher
+    teacher_steps = sum(s.steps for s in stages if getattr(s.objective, "uses_teacher", method.needs_teacher))
+    teacher_depth = depth(teacher_arch) if teacher_arch else 0
+    return cfg.batch_size * cfg.width * (steps * depth(cfg.arch) + teacher_steps * teacher_depth / 3)
+
+
+def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
+    """run id -> its cost plus the costliest chain of runs that wait for it (its students).
+
+    Students have no students of their own, so a teacher's priority is its cost plus the
+    largest cost among its students in ``runs``.
+    """
+    own = {r.run_id: cost(r) for r in runs}
+    priority = dict(own)
+    for r in runs:
+        if r.teacher_run_id in own:
+            priority[r.teacher_run_id] = max(priority[r.teacher_run_id], own[r.teacher_run_id] + own[r.run_id])
+    return priority
+
+
+class TeacherFirst(Searcher):
+    """Hands out the runs of a grid to Ray Tune, each student once its teacher has ended ok.
+
+    ``runs``: the runs to train now. A student whose teacher is not among them had its
+    teacher trained before; ``teacher_status(run_id)`` says how that teacher ended ("ok",
+    "diverged", "failed" or "missing"), both for those and for teachers that end now.
+    ``on_blocked(run, status)`` is called once for each student that will not be started.
+    """
+
+    def __init__(self, runs: list[GridRun], cost: Callable[[GridRun], float],
+                 teacher_status: Callable[[str], str], on_blocked: Callable[[GridRun, str], None]) -> None:
+        super().__init__()
+        self._priority = chain_priority(runs, cost)
+        self._teacher_status = teacher_status
+        self._on_blocked = on_blocked
+        pending = {r.run_id for r in runs}
+        self._ready: list[GridRun] = []
+        self._waiting: dict[str, list[GridRun]] = {}  # teacher run id -> its students
+        self._trial_run: dict[str, str] = {}  # Tune trial id -> run id
+        self.blocked = 0
+        for r in runs:
+            if r.teacher_run_id in pending:
+                self._waiting.setdefault(r.teacher_run_id, []).append(r)
+            elif r.teacher_run_id:
+                self._release([r], self._teacher_status(r.teacher_run_id))
+            else:
+                self._ready.append(r)
+
+    def _release(self, students: list[GridRun], status: str) -> None:
+        if status == "ok":
+            self._ready += students
+            return
+        for s in students:
+            self.blocked += 1
+            self._on_blocked(s, status)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        """The ready run with the highest priority; None while only students of running
+        teachers are left; FINISHED when every run has been handed out or blocked."""
+        if self._ready:
+            best = max(self._ready, key=lambda r: self._priority[r.run_id])
+            self._ready.remove(best)
+            self._trial_run[trial_id] = best.run_id
+            return {"run_id": best.run_id}
+        return None if self._waiting else Searcher.FINISHED
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """A trial ended (after its retries): release or block the students of its run."""
+        run_id = self._trial_run.pop(trial_id, None)
+        students = self._waiting.pop(run_id, []) if run_id else []
+        if students:
+            self._release(students, self._teacher_status(run_id))
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a rerun resumes from the run records, never from Tune's own state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore (see ``save``)."""

@@ -1,0 +1,111 @@
+"""The order of a grid's runs: each student starts as soon as its own teacher has ended ok.
+
+The searcher is driven by hand here (as Tune drives it: suggest, then on_trial_complete), and
+once through the real command on the shared Ray, where a student must start while another,
+longer teacher is still training.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from helpers import run_cli
+
+from fspbench.config import RunConfig
+from fspbench.grid import GridRun
+from fspbench.schedule import TeacherFirst, chain_priority
+
+ORDER = str((Path(__file__).parent / "benchmarks" / "order.toml").resolve())
+
+
+def _run(run_id: str, teacher: str = "") -> GridRun:
+    return GridRun(run_id=run_id, config=RunConfig(), role="student" if teacher else "teacher",
+                   group=run_id, teacher_run_id=teacher)
+
+
+# two teachers, a long one (A) and a short one (B), each with students, and a scratch run
+COST = {"A": 100.0, "A1": 10.0, "B": 5.0, "B1": 30.0, "B2": 20.0, "S": 40.0}
+RUNS = [_run("A"), _run("B"), _run("S"), _run("A1", "A"), _run("B1", "B"), _run("B2", "B")]
+
+
+def _cost(run: GridRun) -> float:
+    return COST[run.run_id]
+
+
+def _order(status: dict[str, str], runs: list[GridRun] = RUNS) -> tuple[TeacherFirst, list[tuple[str, str]]]:
+    blocked: list[tuple[str, str]] = []
+    order = TeacherFirst(runs, _cost, lambda rid: status.get(rid, "missing"),
+                         lambda run, st: blocked.append((run.run_id, st)))
+    return order, blocked
+
+
+def test_chain_priority_by_hand() -> None:
+    # a teacher's priority: its own cost plus its costliest student's (B: 5 + 30, not 5 + 30 + 20)
+    assert chain_priority(RUNS, _cost) == {"A": 110.0, "B": 35.0, "S": 40.0, "A1": 10.0, "B1": 30.0, "B2": 20.0}
+
+
+def test_student_starts_when_its_teacher_ends_not_when_all_teachers_do() -> None:
+    status: dict[str, str] = {}
+    order, blocked = _order(status)
+    first, second, third = (order.suggest(f"t{i}") for i in range(3))
+    assert [first, second, third] == [{"run_id": "A"}, {"run_id": "S"}, {"run_id": "B"}]
+    assert order.suggest("t3") is None  # only students of running teachers are left: wait, not finish
+    status["B"] = "ok"
+    order.on_trial_complete("t2")  # B ends while A still trains
+    assert order.suggest("t4") == {"run_id": "B1"}  # costlier student first
+    assert order.suggest("t5") == {"run_id": "B2"}
+    assert order.suggest("t6") is None  # A1 still waits for A
+    status["A"] = "ok"
+    order.on_trial_complete("t0")
+    assert order.suggest("t7") == {"run_id": "A1"}
+    assert order.suggest("t8") == TeacherFirst.FINISHED
+    assert blocked == [] and order.blocked == 0
+
+
+@pytest.mark.parametrize("teacher_status", ["diverged", "failed", "missing"])
+def test_students_of_a_teacher_that_did_not_end_ok_are_blocked(teacher_status: str) -> None:
+    status: dict[str, str] = {}
+    order, blocked = _order(status)
+    handed = [order.suggest(f"t{i}")["run_id"] for i in range(3)]
+    if teacher_status != "missing":  # missing: a trial that errored before writing its record
+        status["B"] = teacher_status
+    order.on_trial_complete(f"t{handed.index('B')}", error=teacher_status != "diverged")
+    assert blocked == [("B1", teacher_status), ("B2", teacher_status)] and order.blocked == 2
+    status["A"] = "ok"
+    order.on_trial_complete(f"t{handed.index('A')}")
+    assert order.suggest("t9") == {"run_id": "A1"}
+    assert order.suggest("t10") == TeacherFirst.FINISHED
+
+
+def test_teachers_finished_before_are_read_at_the_start() -> None:
+    # a resumed grid: teacher A ended ok earlier, teacher B diverged earlier; only students remain
+    order, blocked = _order({"A": "ok", "B": "diverged"}, [r for r in RUNS if r.teacher_run_id])
+    assert blocked == [("B1", "diverged"), ("B2", "diverged")]
+    assert order.suggest("t0") == {"run_id": "A1"}
+    assert order.suggest("t1") == TeacherFirst.FINISHED
+
+
+@pytest.mark.slow
+def test_no_barrier_between_teachers_and_students_on_ray(ray_cluster, tmp_path: Path) -> None:
+    results = tmp_path / "order"
+    res = run_cli("run", ORDER, "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                  env=ray_cluster["env"])
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]  # 1: the grid has a failed run
+    recs = [json.loads(p.read_text()) for p in (results / "runs").glob("*.json")]
+    teachers = {r["seed"]: r for r in recs if r["role"] == "teacher"}
+    long_teacher, short_teacher, bad_teacher = teachers[0], teachers[1], teachers[2]
+    (short_student,) = [r for r in recs if r["teacher_run_id"] == short_teacher["run_id"]]
+    at = datetime.fromisoformat
+    # the short teacher's student trained while the 600-step teacher was still training
+    assert at(short_teacher["finished_at"]) <= at(short_student["started_at"])
+    assert at(short_student["finished_at"]) < at(long_teacher["finished_at"])
+    # the diverged teacher's student is recorded as failed, with the reason, and never trained
+    (blocked,) = [r for r in recs if r["status"] == "failed"]
+    assert blocked["error"] == f"teacher {bad_teacher['run_id']} ended with status diverged"
+    assert bad_teacher["status"] == "diverged" and not blocked["curve"]
+    grid = json.loads((results / "grid.json").read_text())
+    assert grid["runs"] == {"total": 5, "ok": 3, "diverged": 1, "failed": 1}
+    assert "not started, its teacher ended with status diverged" in res.stdout
