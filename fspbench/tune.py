@@ -230,8 +230,10 @@ def _progress_callback(total: int, order: Any) -> Any:
 # ---------------------------------------------------------------- the Tune run
 
 
-def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, verbose: int) -> None:
+def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, verbose: int) -> set[str]:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
+
+    Returns the ids of the students never started because their teacher did not end ok.
 
     ``slots`` trials run at once (the cluster's resources at the start); Tune then asks the
     order for a run only when a slot frees up, so the choice is made as late as possible.
@@ -251,7 +253,10 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
         rec = read_run_record(paths.record(run_id))
         return rec.get("status", "missing") if rec else "missing"
 
+    never_started: set[str] = set()
+
     def blocked(run: GridRun, status: str) -> None:
+        never_started.add(run.run_id)
         _mark_blocked(paths, run, status)
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
@@ -282,6 +287,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
     tuner.fit()  # trial errors are recorded by the trials; the grid goes on
+    return never_started
 
 
 # ---------------------------------------------------------------- results tables
@@ -372,6 +378,7 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(trained_before)} already finished, "
           f"{len(pending)} to train; results in {paths.root}", flush=True)
     cpus = gpus = 0.0
+    trained = pending
     if pending:
         import ray
 
@@ -380,10 +387,11 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         paths.runs.mkdir(parents=True, exist_ok=True)
         resources = ray.cluster_resources()
         cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-        _tune_runs(pending, bench, paths, _slots(bench, cpus, gpus), verbose)
+        blocked = _tune_runs(pending, bench, paths, _slots(bench, cpus, gpus), verbose)
+        trained = [r for r in pending if r.run_id not in blocked]
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
-    return _write_outputs(bench, paths, started, time.monotonic() - t0, pending, cpus, gpus)
+    return _write_outputs(bench, paths, started, time.monotonic() - t0, trained, cpus, gpus)
 
 
 def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, trained: list[GridRun],

@@ -108,4 +108,5 @@ def test_no_barrier_between_teachers_and_students_on_ray(ray_cluster, tmp_path: 
     assert bad_teacher["status"] == "diverged" and not blocked["curve"]
     grid = json.loads((results / "grid.json").read_text())
     assert grid["runs"] == {"total": 5, "ok": 3, "diverged": 1, "failed": 1}
+    assert grid["trained_runs"] == 4  # the blocked student is not counted as trained
     assert "not started, its teacher ended with status diverged" in res.stdout
