@@ -8,9 +8,9 @@ grid neither waits at a barrier between teachers and students nor ends with one 
 and the others idle. A student whose teacher did not end ok is never started: it is
 handed to ``on_blocked``, which records it as failed.
 
-Tune asks for one trial at a time when a custom searcher is used (its pending-trial limit
-is 1), so each run id is bound to a trial only when a slot is about to free up: a student
-that became ready a moment ago still overtakes a lower-priority run.
+tune.py caps the live trials at the cluster's slots (``max_concurrent_trials``), so Tune asks
+for a run only when a slot is free and a run id is bound to a trial as late as possible: a
+student that became ready a moment ago still overtakes a lower-priority run.
 """
 
 from __future__ import annotations

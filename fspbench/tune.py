@@ -2,10 +2,10 @@
 
 All unfinished runs go into one Tune run; schedule.TeacherFirst starts a student as soon as
 its own teacher has ended ok, so there is no barrier between teachers and students. Each run
-is one Tune trial of a function trainable; it reports at every evaluation point with its resumable state as the Tune
-checkpoint, so ``FailureConfig`` retries a crashed trial from there. A run whose record
-in results/<name>/runs/ is finished (ok or diverged) is never trained again, so a second
-``fspbench run`` after an interruption resumes the grid.
+is one Tune trial of a function trainable; it reports at every evaluation point with its
+resumable state as the Tune checkpoint, so ``FailureConfig`` retries a crashed trial from
+there. A run whose record in results/<name>/runs/ is finished (ok or diverged) is never
+trained again, so a second ``fspbench run`` after an interruption resumes the grid.
 
 results/<name>/
   runs/<run_id>.json   run records (train.py)         runs.parquet  one row per evaluation
