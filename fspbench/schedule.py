@@ -79,7 +79,7 @@ class TeacherFirst(Searcher):
         self._ready: list[GridRun] = []
         self._waiting: dict[str, list[GridRun]] = {}  # teacher run id -> its students
         self._trial_run: dict[str, str] = {}  # Tune trial id -> run id
-        self.blocked = 0
+        self.blocked: list[str] = []  # run ids of the students that will not be started
         for r in runs:
             if r.teacher_run_id in pending:
                 self._waiting.setdefault(r.teacher_run_id, []).append(r)
@@ -93,7 +93,7 @@ class TeacherFirst(Searcher):
             self._ready += students
             return
         for s in students:
-            self.blocked += 1
+            self.blocked.append(s.run_id)
             self._on_blocked(s, status)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:

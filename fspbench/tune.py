@@ -207,7 +207,7 @@ def _progress_callback(total: int, order: Any) -> Any:
             self.done = self.errored = 0
 
         def _line(self, trials: list[Any], ended: Any) -> None:
-            failed = self.errored + order.blocked
+            failed = self.errored + len(order.blocked)
             running = sum(t.status == "RUNNING" and t is not ended for t in trials)
             pending = total - self.done - failed - running
             elapsed = time.monotonic() - self.start
@@ -253,10 +253,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
         rec = read_run_record(paths.record(run_id))
         return rec.get("status", "missing") if rec else "missing"
 
-    never_started: set[str] = set()
-
     def blocked(run: GridRun, status: str) -> None:
-        never_started.add(run.run_id)
         _mark_blocked(paths, run, status)
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
@@ -287,7 +284,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
     tuner.fit()  # trial errors are recorded by the trials; the grid goes on
-    return never_started
+    return set(order.blocked)
 
 
 # ---------------------------------------------------------------- results tables

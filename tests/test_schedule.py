@@ -62,7 +62,7 @@ def test_student_starts_when_its_teacher_ends_not_when_all_teachers_do() -> None
     order.on_trial_complete("t0")
     assert order.suggest("t7") == {"run_id": "A1"}
     assert order.suggest("t8") == TeacherFirst.FINISHED
-    assert blocked == [] and order.blocked == 0
+    assert blocked == [] and order.blocked == []
 
 
 @pytest.mark.parametrize("teacher_status", ["diverged", "failed", "missing"])
@@ -73,7 +73,7 @@ def test_students_of_a_teacher_that_did_not_end_ok_are_blocked(teacher_status: s
     if teacher_status != "missing":  # missing: a trial that errored before writing its record
         status["B"] = teacher_status
     order.on_trial_complete(f"t{handed.index('B')}", error=teacher_status != "diverged")
-    assert blocked == [("B1", teacher_status), ("B2", teacher_status)] and order.blocked == 2
+    assert blocked == [("B1", teacher_status), ("B2", teacher_status)] and order.blocked == ["B1", "B2"]
     status["A"] = "ok"
     order.on_trial_complete(f"t{handed.index('A')}")
     assert order.suggest("t9") == {"run_id": "A1"}
