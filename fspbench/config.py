@@ -1,7 +1,7 @@
 """Run configuration: one frozen dataclass holds every setting of one run.
 
 All hyperparameters of a run sit here, each with its unit and where its
-default comes from (PAPER.md "Training settings reported"). A config converts
+default comes from (docs/METHOD.md, "Training settings"). A config converts
 to and from a plain dict (TOML, JSON, ``--set key=value``) with validation that
 names the offending key; its content hash is the run id, so the same settings
 always give the same id and no setting is ever encoded in a folder name.
@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import tomllib
 import types
@@ -28,25 +29,94 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class FSPSettings:
-    """The FSP choices where implementations disagree (PAPER.md, last table).
+class FSPStyle:
+    """The FSP settings one public implementation uses (docs/METHOD.md, "Styles").
 
-    pairs:    "paper" (first and last feature map of each section),
-              "consecutive" (stage outputs i-1 -> i, RepDistiller / KD-Zoo),
-              "torchdistill" (input of block 1 -> output of each section).
+    mean_over_pairs: the pair losses are averaged (weights 1/number of pairs) rather than summed.
+    """
+
+    pairs: str
+    pool: str
+    distance: str
+    mean_over_pairs: bool = False
+
+
+# Each style reproduces its namesake's loss on the same feature maps (tests/test_fsp_styles.py).
+FSP_STYLES: dict[str, FSPStyle] = {
+    "paper": FSPStyle("paper", "max", "paper"),  # Yim et al. 2017, equations 1 and 2
+    "repdistiller": FSPStyle("consecutive", "avg", "mse_mean"),  # distiller_zoo/FSP.py
+    "kdzoo": FSPStyle("consecutive", "avg", "mse_mean", mean_over_pairs=True),  # kd_losses/fsp.py, train_kd.py
+    "torchdistill": FSPStyle("torchdistill", "max", "l2_norm_dim1"),  # losses/mid_level.py FSPLoss
+}
+
+
+@dataclass(frozen=True)
+class FSPSettings:
+    """The FSP choices where implementations disagree (docs/METHOD.md, "Styles").
+
+    style:    "paper" | "repdistiller" | "kdzoo" | "torchdistill": the pairs, pool, distance and
+              weights of that implementation (FSP_STYLES). Keys given explicitly override the style's;
+              an empty string / None means "the style's value", so ``resolved()`` can tell them apart.
+    pairs:    "paper" (each section's first block's first activation -> section output),
+              "consecutive" (stage outputs i-1 -> i, stage 0 the stem; RepDistiller / KD-Zoo),
+              "torchdistill" (within each section: input of layer1 -> its output, then input of
+              layer_k's second block -> layer_k's output).
     pool:     how the larger map is reduced to the smaller spatial size: "max" (paper) or "avg".
     distance: "paper" (squared L2 summed over the matrix, mean over examples),
-              "mse_mean" (mean of squares over B x m x n), "l2_norm" (L2 norm, not squared, sum / B).
-    weights:  lambda_i per pair; empty means equal weights of 1 (paper).
+              "mse_mean" (mean of squares over B x m x n; RepDistiller, KD-Zoo),
+              "l2_norm_dim1" (L2 norms over the first map's channels, summed, / B; torchdistill),
+              "l2_norm" (Frobenius norm, not squared, summed / B; fspbench's own, in no implementation).
+    weights:  lambda_i per pair; None: the style's (1 each, kdzoo 1 / number of pairs); empty: 1 each.
     adapter:  "none" (paper: channel counts must match) or "conv1x1" (learned 1x1 projections on the
               student side, a deviation from the paper for students narrower than their teacher).
     """
 
-    pairs: str = "paper"
-    pool: str = "max"
-    distance: str = "paper"
-    weights: tuple[float, ...] = ()
+    style: str = "paper"
+    pairs: str = ""
+    pool: str = ""
+    distance: str = ""
+    weights: tuple[float, ...] | None = None
     adapter: str = "none"
+
+    def resolved(self) -> FSPSettings:
+        """These settings with every key left unset taken from the style: the one place styles expand.
+
+        ``weights`` stays as given (None: the style's rule), since that rule needs the number of
+        pairs; ``pair_weights`` applies it. An unknown style raises BadInput.
+        """
+        _one_of("fsp.style", self.style, tuple(FSP_STYLES))
+        base = FSP_STYLES[self.style]
+        return dataclasses.replace(
+            self, pairs=self.pairs or base.pairs, pool=self.pool or base.pool, distance=self.distance or base.distance
+        )
+
+    def pair_weights(self, n_pairs: int) -> tuple[float, ...]:
+        """lambda_1..lambda_n: the explicit weights, else 1 each (1 / n_pairs each for a mean-over-pairs style)."""
+        if self.weights is None:
+            w = 1.0 / n_pairs if FSP_STYLES[self.style].mean_over_pairs else 1.0
+            return (w,) * n_pairs
+        if not self.weights:
+            return (1.0,) * n_pairs
+        if len(self.weights) != n_pairs:
+            raise BadInput(f"fsp.weights: expected {n_pairs} weights (one per pair), got {len(self.weights)}")
+        return self.weights
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys given explicitly (plus style and adapter): unset keys stay unset on the way back."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)
+                if f.name in ("style", "adapter") or getattr(self, f.name) not in ("", None)}
+
+    def identity(self) -> dict[str, Any]:
+        """What the loss depends on, for the run id: a style and the same settings spelled out agree.
+
+        Equal weights of 1 are [] (as before styles existed, so earlier run ids stay valid).
+        """
+        r = self.resolved()
+        if r.weights is None:
+            weights: Any = "1/n" if FSP_STYLES[r.style].mean_over_pairs else []
+        else:
+            weights = list(r.weights)
+        return {"pairs": r.pairs, "pool": r.pool, "distance": r.distance, "weights": weights, "adapter": r.adapter}
 
 
 @dataclass(frozen=True)
@@ -121,10 +191,14 @@ class RunConfig:
         _one_of("role", self.role, ROLES)
         _one_of("device", self.device, DEVICES)
         _one_of("precision", self.precision, PRECISIONS)
-        _one_of("fsp.pairs", self.fsp.pairs, ("paper", "consecutive", "torchdistill"))
-        _one_of("fsp.pool", self.fsp.pool, ("max", "avg"))
-        _one_of("fsp.distance", self.fsp.distance, ("paper", "mse_mean", "l2_norm"))
-        _one_of("fsp.adapter", self.fsp.adapter, ("none", "conv1x1"))
+        self._validate_fsp()
+        for f in fields(self):  # nan or inf would only show up as a diverged run, after training
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BadInput(f"{f.name}: expected a finite number, got {value}")
+        for w in self.fsp.weights or ():
+            if not math.isfinite(w):
+                raise BadInput(f"fsp.weights: expected finite numbers, got {list(self.fsp.weights or ())}")
         for key in ("steps", "batch_size", "eval_every", "width"):
             _positive(key, getattr(self, key))
         for key in ("train_per_class", "image_size", "eval_subset", "threads", "seed", "subset_seed"):
@@ -147,8 +221,6 @@ class RunConfig:
                 raise BadInput(
                     f"{key}: expected increasing fractions of the stage in (0, 1), got {list(value)}"
                 )
-        if any(w < 0 for w in self.fsp.weights):
-            raise BadInput(f"fsp.weights: expected weights >= 0, got {list(self.fsp.weights)}")
         if len(set(self.classes)) != len(self.classes):
             raise BadInput(f"classes: expected distinct class ids, got {list(self.classes)}")
         method = methods.METHODS[self.method]
@@ -164,9 +236,33 @@ class RunConfig:
             )
         return self
 
+    def _validate_fsp(self) -> None:
+        from fspbench import features, fsp, models  # late: these import torch
+
+        _one_of("fsp.style", self.fsp.style, tuple(FSP_STYLES))
+        r = self.fsp.resolved()
+        _one_of("fsp.pairs", r.pairs, features.PAIR_LAYOUTS)
+        _one_of("fsp.pool", r.pool, fsp.POOLS)
+        _one_of("fsp.distance", r.distance, fsp.DISTANCES)
+        _one_of("fsp.adapter", r.adapter, ("none", "conv1x1"))
+        if r.weights and any(w < 0 for w in r.weights):
+            raise BadInput(f"fsp.weights: expected weights >= 0, got {list(r.weights)}")
+        m = re.fullmatch(r"resnet(\d+)", self.arch)
+        if self.method == "fsp" and r.pairs == "torchdistill" and m and models.cifar_depth_blocks(int(m.group(1))) < 2:
+            # torchdistill's pairs start at each section's second block (features.pair_points)
+            key, instead = (("fsp.pairs", "fsp.pairs=paper or consecutive") if self.fsp.pairs
+                            else ("fsp.style", "fsp.style=paper, repdistiller or kdzoo"))
+            raise BadInput(
+                f"{key}: the torchdistill layout needs two blocks per section (it pairs the input of each "
+                f"section's second block with the section output) and {self.arch} has one; use a deeper "
+                f"CIFAR ResNet (resnet14, resnet20, ...) or {instead}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested)."""
-        return _plain(dataclasses.asdict(self))
+        """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested with only its given keys)."""
+        d = _plain(dataclasses.asdict(self))
+        d["fsp"] = self.fsp.to_dict()
+        return d
 
     def run_id(self, teacher_run_id: str = "") -> str:
         """Content hash of the settings that change the result, with a readable prefix.
@@ -176,6 +272,7 @@ class RunConfig:
         """
         d = self.to_dict()
         d["teacher"] = teacher_run_id
+        d["fsp"] = self.fsp.identity()  # the effective FSP settings, whether given by style or key by key
         d.pop("threads")
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.role}-{self.arch}-{self.method}-s{self.seed}-{digest}"

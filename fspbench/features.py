@@ -5,12 +5,15 @@ through a ReLU (torchvision blocks reuse one in-place ReLU, so their first activ
 read at ``bn1`` and rectified here). ``FeatureCapture`` hooks a set of points for as long
 as its ``with`` block lasts and removes every hook on exit.
 
-FSP pair layouts (PAPER.md, last table), for a network with sections S1..Sk:
+FSP pair layouts (docs/METHOD.md, "Pair layouts"), for a network with sections S1..Sk, each a
+sequence of blocks Si.0, Si.1, ...:
 - "paper":        per section, its first feature map (the first block's first activation)
                   and its last (the section output): (first(Si), out(Si)).
-- "consecutive":  consecutive stage outputs, stage 0 being the input of block 1:
+- "consecutive":  consecutive stage outputs, stage 0 being the stem (the input of S1):
                   (out(S(i-1)), out(Si)) (RepDistiller, Knowledge-Distillation-Zoo).
-- "torchdistill": the input of block 1 against each section output: (in(S1), out(Si)).
+- "torchdistill": within each section, (in(S1), out(S1)), then (in(Si.1), out(Si)) for i >= 2:
+                  the second block's input, so that both maps have the section's size
+                  (torchdistill's FSPLoss config for ResNet-34 -> ResNet-18). Needs two blocks per section.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from types import TracebackType
 import torch
 from torch import nn
 
+from fspbench.errors import BadInput
 from fspbench.models import section_names
 
 PAIR_LAYOUTS = ("paper", "consecutive", "torchdistill")
@@ -44,17 +48,31 @@ def section_first(model: nn.Module, section: str) -> Point:
     return Point(f"{block}.bn1", relu=True)  # torchvision BasicBlock: shared in-place ReLU
 
 
+def torchdistill_first(model: nn.Module, index: int, section: str) -> Point:
+    """First map of torchdistill's pair ``index`` (0-based): the section input for the first section,
+    else the input of its second block (the output of the downsampling first block)."""
+    if index == 0:
+        return Point(section, io="input")
+    blocks = len(model.get_submodule(section))
+    if blocks < 2:
+        raise BadInput(
+            f"fsp.pairs: the torchdistill layout pairs the input of {section}.1 with {section}'s output, but "
+            f"{section} of this {type(model).__name__} has {blocks} block; use fsp.pairs=paper or consecutive "
+            "(or fsp.style=paper, repdistiller, kdzoo), or networks with two blocks per section"
+        )
+    return Point(f"{section}.1", io="input")
+
+
 def pair_points(model: nn.Module, layout: str) -> list[tuple[Point, Point]]:
     """The (first, second) feature-map pairs of ``layout``, one per section."""
     sections = section_names(model)
     outs = [Point(s) for s in sections]
-    block1_in = Point(sections[0], io="input")
     if layout == "paper":
         return [(section_first(model, s), Point(s)) for s in sections]
     if layout == "consecutive":
-        return list(zip([block1_in, *outs[:-1]], outs))
+        return list(zip([Point(sections[0], io="input"), *outs[:-1]], outs))
     if layout == "torchdistill":
-        return [(block1_in, o) for o in outs]
+        return [(torchdistill_first(model, i, s), o) for i, (s, o) in enumerate(zip(sections, outs))]
     raise ValueError(f"unknown pair layout {layout!r}; expected one of {PAIR_LAYOUTS}")
 
 

@@ -6,7 +6,8 @@ larger is reduced to the smaller one by pooling (paper: max pooling).
 
 Equation 2: L = (1/N) sum_x sum_i lambda_i || G_i^T(x) - G_i^S(x) ||_2^2 over pairs i.
 Which maps are paired is chosen where they are captured (features.pair_points); this
-module only turns pairs of maps into matrices and distances.
+module only turns pairs of maps into matrices and distances. docs/METHOD.md sets these
+definitions beside the public implementations (config.FSP_STYLES).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 POOLS = ("max", "avg")
-DISTANCES = ("paper", "mse_mean", "l2_norm")
+DISTANCES = ("paper", "mse_mean", "l2_norm_dim1", "l2_norm")
 
 
 def match_spatial(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,15 +49,22 @@ def fsp_matrix(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> torch.Ten
 def fsp_distance(g_student: torch.Tensor, g_teacher: torch.Tensor, distance: str = "paper") -> torch.Tensor:
     """Distance between two batches of FSP matrices (B, m, n), a scalar.
 
-    paper:    squared L2 norm summed over the matrix, mean over examples (equation 2);
-    mse_mean: mean of squares over B x m x n (RepDistiller, KD-Zoo);
-    l2_norm:  L2 (Frobenius) norm, not squared, summed over examples / B (torchdistill).
+    With D = G_S - G_T and m the first map's channels:
+    paper:        (1/B) sum_b sum_{i,j} D[b,i,j]^2, squared L2 summed over the matrix, mean over examples
+                  (equation 2);
+    mse_mean:     (1/(B m n)) sum_{b,i,j} D[b,i,j]^2 (RepDistiller, KD-Zoo);
+    l2_norm_dim1: (1/B) sum_b sum_j sqrt(sum_i D[b,i,j]^2): an L2 norm per column over the first map's
+                  channels, not squared, summed (torchdistill's FSPLoss: norm(dim=1).sum() / B);
+    l2_norm:      (1/B) sum_b ||D[b]||_F, the Frobenius norm, not squared (fspbench's own variant,
+                  in none of the public implementations; kept so earlier runs stay reproducible).
     """
     diff = g_student - g_teacher  # (B, m, n)
     if distance == "paper":
         return diff.pow(2).sum(dim=(1, 2)).mean()
     if distance == "mse_mean":
         return diff.pow(2).mean()
+    if distance == "l2_norm_dim1":
+        return torch.linalg.vector_norm(diff, dim=1).sum() / diff.shape[0]
     if distance == "l2_norm":
         return torch.linalg.matrix_norm(diff).sum() / diff.shape[0]
     raise ValueError(f"unknown FSP distance {distance!r}; expected one of {DISTANCES}")

@@ -123,10 +123,11 @@ class CrossEntropy(Objective):
 class FSPObjective(HookedObjective):
     """Stage 1 of the paper: match the teacher's FSP matrices (equation 2), nothing else.
 
-    Teacher and student pairs come from the same layout (cfg.fsp.pairs). A teacher with
-    more sections than the student contributes its first ones. Channel counts must match
-    pair by pair unless cfg.fsp.adapter = "conv1x1", which learns a 1x1 projection of each
-    mismatched student map onto the teacher's channels (a deviation from the paper).
+    The settings are cfg.fsp resolved through its style (config.FSPSettings.resolved). Teacher
+    and student pairs come from the same layout; a teacher with more sections than the student
+    contributes its first ones. Channel counts must match pair by pair unless cfg.fsp.adapter =
+    "conv1x1", which learns a 1x1 projection of each mismatched student map onto the teacher's
+    channels (a deviation from the paper).
     """
 
     uses_teacher = True
@@ -134,7 +135,7 @@ class FSPObjective(HookedObjective):
     def __init__(self, ctx: StageContext) -> None:
         super().__init__()
         assert ctx.teacher is not None
-        s = ctx.cfg.fsp
+        s = ctx.cfg.fsp.resolved()
         self.settings = s
         self.student, self.teacher = [ctx.student], [ctx.teacher]
         self.s_pairs = pair_points(ctx.student, s.pairs)
@@ -145,8 +146,7 @@ class FSPObjective(HookedObjective):
                 "pick a teacher with at least as many sections"
             )
         self.t_pairs = t_pairs[: len(self.s_pairs)]
-        if s.weights and len(s.weights) != len(self.s_pairs):
-            raise BadInput(f"fsp.weights: expected {len(self.s_pairs)} weights (one per pair), got {len(s.weights)}")
+        self.weights = s.pair_weights(len(self.s_pairs))  # lambda_i, BadInput on a wrong count
         s_maps = _probe_maps(ctx.student, [p for pr in self.s_pairs for p in pr], ctx.probe)
         t_maps = _probe_maps(ctx.teacher, [p for pr in self.t_pairs for p in pr], ctx.probe)
         self.adapters = nn.ModuleDict()
@@ -181,7 +181,7 @@ class FSPObjective(HookedObjective):
             g_teacher = [fsp_matrix(a, b, s.pool) for a, b in tcap.pairs(self.t_pairs)]  # (B, m, n) each
         self.student[0](x)
         s_maps = [(self._adapt(a, scap.maps[a]), self._adapt(b, scap.maps[b])) for a, b in self.s_pairs]
-        return fsp_loss_to(s_maps, g_teacher, pool=s.pool, distance=s.distance, weights=s.weights)
+        return fsp_loss_to(s_maps, g_teacher, pool=s.pool, distance=s.distance, weights=self.weights)
 
 
 class HintObjective(HookedObjective):

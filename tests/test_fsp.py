@@ -70,7 +70,7 @@ def _pairs(gen: torch.Generator, bsz: int = 4) -> list[tuple[torch.Tensor, torch
     ]
 
 
-@pytest.mark.parametrize("distance", ["paper", "mse_mean", "l2_norm"])
+@pytest.mark.parametrize("distance", ["paper", "mse_mean", "l2_norm_dim1", "l2_norm"])
 @pytest.mark.parametrize("pool", ["max", "avg"])
 def test_fsp_loss_matches_direct_computation(distance: str, pool: str) -> None:
     gen = torch.Generator().manual_seed(7)
@@ -91,10 +91,22 @@ def test_fsp_loss_matches_direct_computation(distance: str, pool: str) -> None:
             val = sum(per_example) / d.shape[0]
         elif distance == "mse_mean":  # mean over B x m x n
             val = sum(per_example) / d.numel()
+        elif distance == "l2_norm_dim1":  # torchdistill: L2 norm over the first map's channels, summed / B
+            val = sum(torch.sqrt((d[n, :, j] ** 2).sum()) for n in range(d.shape[0])
+                      for j in range(d.shape[2])) / d.shape[0]
         else:  # L2 norm, not squared, summed / B
             val = sum(torch.sqrt(p) for p in per_example) / d.shape[0]
         expected += lam * float(val)
     assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_l2_norm_dim1_hand_value() -> None:
+    # D = [[3, 0], [4, 1]]: column norms over dim 1 are 5 and 1 -> 6; Frobenius would be sqrt(26)
+    d = torch.tensor([[[3.0, 0.0], [4.0, 1.0]]])
+    assert fsp_distance(d, torch.zeros_like(d), "l2_norm_dim1").item() == pytest.approx(6.0)
+    assert fsp_distance(d, torch.zeros_like(d), "l2_norm").item() == pytest.approx(26**0.5)
+    two = torch.cat([d, 2 * d])  # divided by B: (6 + 12) / 2
+    assert fsp_distance(two, torch.zeros_like(two), "l2_norm_dim1").item() == pytest.approx(9.0)
 
 
 def test_fsp_loss_default_weights_are_one_and_zero_for_equal_maps() -> None:

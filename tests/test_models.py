@@ -78,6 +78,7 @@ def _unrolled(model: CifarResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
             if b == 0:
                 out[f"{name}.first"] = a1
             h = torch.relu(block.bn2(block.conv2(a1)) + block.shortcut(h))
+            out[f"{name}.{b}"] = h  # block b's output: the input of block b + 1
         out[name] = h
     return out
 
@@ -90,7 +91,7 @@ def test_hooks_capture_same_tensors_as_unrolled_forward() -> None:
     layouts = {
         "paper": [("layer1.first", "layer1"), ("layer2.first", "layer2"), ("layer3.first", "layer3")],
         "consecutive": [("stem", "layer1"), ("layer1", "layer2"), ("layer2", "layer3")],
-        "torchdistill": [("stem", "layer1"), ("stem", "layer2"), ("stem", "layer3")],
+        "torchdistill": [("stem", "layer1"), ("layer2.0", "layer2"), ("layer3.0", "layer3")],
     }
     for layout, names in layouts.items():
         pairs = pair_points(model, layout)
