@@ -7,8 +7,11 @@ A benchmark file declares teachers, student groups and the claims to test:
     [defaults]                     # RunConfig keys for every run (teachers and students)
     [resources]                    # per Ray Tune trial: cpu > 0, gpu >= 0 (fractions allowed)
     [teachers.<id>]                # role = "teacher", method = "scratch"; seeds = [...] + RunConfig keys
-    [students.<group>]             # methods x archs x seeds x budgets; teacher = "<id>", teacher_seed,
-                                   # + RunConfig keys (nested fsp tables merge over [defaults])
+    [students.<group>]             # methods x archs x seeds x budgets; teacher = "<id>", teacher_seeds
+                                   # = [...] (student seed k learns from teacher_seeds[k % len], so the
+                                   # students split evenly over the teachers); + RunConfig keys (nested fsp
+                                   # tables merge over [defaults]); method_settings = {fitnet = {...}}
+                                   # holds RunConfig keys for one method's runs only
     [claims.<claim>]               # fast_optimization | better_accuracy | cross_task_transfer
 
 ``budgets`` is a list of main-task steps (RunConfig.steps) for every method of the group, or a
@@ -38,9 +41,14 @@ from fspbench.errors import BadInput
 from fspbench.methods import METHODS
 from fspbench.models import check_arch
 
-TOP_KEYS = ("name", "description", "defaults", "resources", "teachers", "students", "claims")
+TOP_KEYS = ("name", "description", "defaults", "resources", "teachers", "students", "claims", "ablation")
+# [ablation]: reference = the group whose FSP students (the paper's style) every other arm is set against,
+# with the scratch students and the 2x regime check; arms = the groups that change one FSP choice;
+# budget = their shared main-task budget; equivalence = points within which a change counts as "no effect"
+ABLATION_KEYS = ("reference", "arms", "budget", "equivalence", "converged_gain")
+ABLATION_DEFAULTS: dict[str, float] = {"equivalence": 0.5, "converged_gain": 1.0}
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
-GROUP_KEYS = ("teacher", "teacher_seed", "methods", "archs", "seeds", "budgets")
+GROUP_KEYS = ("teacher", "teacher_seed", "teacher_seeds", "methods", "archs", "seeds", "budgets", "method_settings")
 # RunConfig keys the grid sets itself -> what to do instead
 GRID_SET = {"role": "remove it", "method": "set methods = [...] in a student group",
             "seed": "set seeds = [...] in each teacher and student table",
@@ -51,11 +59,18 @@ STUDENT_SET = {"role": "remove it", "method": "use methods = [...]", "seed": "us
                "arch": "use archs = [...]", "steps": "use budgets = [...]"}
 _FIELD_OF = {"method": "methods", "seed": "seeds", "arch": "archs", "steps": "budgets"}  # student table keys
 CLAIM_KEYS: dict[str, tuple[str, ...]] = {
-    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target"),
-    "better_accuracy": ("group", "arch", "budget"),
-    "cross_task_transfer": ("group", "arch", "budget"),
+    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target", "converged_gain"),
+    "better_accuracy": ("group", "arch", "budget", "converged_gain"),
+    "cross_task_transfer": ("group", "arch", "budget", "converged_gain"),
 }
-CLAIM_DEFAULTS: dict[str, dict[str, float]] = {"fast_optimization": {"margin": 0.5, "target": 0.99}}
+# margin: non-inferiority margin (points); target: fraction of scratch's full-budget mean accuracy that
+# steps-to-target counts to; converged_gain: the regime is converged when the upper end of the 95%
+# interval of (scratch at 2x the full budget - scratch at the full budget) is below it (points)
+CLAIM_DEFAULTS: dict[str, dict[str, float]] = {
+    "fast_optimization": {"margin": 0.5, "target": 0.99, "converged_gain": 1.0},
+    "better_accuracy": {"converged_gain": 1.0},
+    "cross_task_transfer": {"converged_gain": 1.0},
+}
 CLAIM_METHODS = ("fsp", "scratch")  # every claim compares FSP students with scratch ones
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CIFAR = re.compile(r"^resnet\d+$")
@@ -85,11 +100,24 @@ class Benchmark:
     teachers: list[GridRun]
     students: list[GridRun]
     claims: dict[str, dict]  # claim key -> its table, with defaults filled in
+    ablation: dict[str, Any] | None = None  # the [ablation] table, checked, with defaults filled in
 
     @property
     def runs(self) -> list[GridRun]:
         """Teachers first, then students: a student's teacher always comes before it."""
         return [*self.teachers, *self.students]
+
+
+def init_steps(cfg: RunConfig) -> int:
+    """Stage-1 steps of a run (0 for one-stage methods): what it spends before its main-task budget."""
+    stages = METHODS[cfg.method].stages(cfg)
+    return stages[0].steps if len(stages) > 1 else 0
+
+
+def run_labels(bench: Benchmark) -> dict[str, dict[str, Any]]:
+    """run id -> the grid's labels that runs.parquet carries: group, budget, init_steps, precision."""
+    return {r.run_id: {"group": r.group, "budget": r.config.steps, "init_steps": init_steps(r.config),
+                       "precision": r.config.precision} for r in bench.runs}
 
 
 def benchmarks_dir() -> Path:
@@ -144,6 +172,15 @@ def _display(path: Path) -> str:
         return str(path)
 
 
+def portable_path(path: Path) -> str:
+    """A benchmark file as results should name it: relative to the repository (benchmarks/default.toml)
+    when it is inside it, else its file name, so committed results carry no machine's absolute path."""
+    try:
+        return str(path.resolve().relative_to(benchmarks_dir().parent))
+    except ValueError:
+        return path.name
+
+
 def _did_you_mean(key: str, known: tuple[str, ...] | list[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
@@ -163,12 +200,13 @@ class _Group:
 
     name: str
     teacher: str
-    teacher_seed: int
+    teacher_seeds: list[int]  # student seed k learns from teacher seed teacher_seeds[k % len]
     methods: list[str]
     archs: list[str]
     seeds: list[int]
     budgets: dict[str, list[int]]  # method -> main-task steps
     overrides: dict[str, Any]
+    method_settings: dict[str, dict[str, Any]]  # method -> RunConfig keys for that method's runs only
 
 
 class _Loader:
@@ -221,24 +259,63 @@ class _Loader:
             key = f"students.{gname}"
             group = self.group(gname, self.sub_table(table, key), teachers)
             parsed[gname] = group
-            teacher_run = next((t for t in teachers if t.group == group.teacher and t.config.seed ==
-                                group.teacher_seed), None)
-            for method in group.methods:
-                needs = _needs_teacher(method)
-                t_id = teacher_run.run_id if (needs and teacher_run) else ""
-                t_path = str(self.runs_dir / f"{t_id}.json") if t_id else ""
-                for arch in group.archs:
-                    for seed in group.seeds:
-                        for steps in group.budgets[method]:
-                            fixed = {"role": "student", "method": method, "arch": arch, "seed": seed,
-                                     "steps": steps, "teacher": t_path}
-                            cfg = self.build(defaults, group.overrides, key, fixed)
-                            if teacher_run is not None and needs:
-                                self.check_pair(key, cfg, teacher_run)
-                            students.append(GridRun(cfg.run_id(t_id), cfg, "student", gname, t_id))
+            students += self.expand(group, defaults, teachers)
         self.check_distinct(teachers + students)
         claims = self.claims(raw.get("claims", {}), parsed, teacher_tables, defaults)
-        return Benchmark(name, path, text, resources, teachers, students, claims)
+        ablation = self.ablation(raw["ablation"], parsed) if "ablation" in raw else None
+        return Benchmark(name, path, text, resources, teachers, students, claims, ablation)
+
+    def ablation(self, value: Any, groups: dict[str, _Group]) -> dict[str, Any]:
+        """The [ablation] table: every arm's FSP students against the reference group's, at one budget."""
+        table = self.sub_table(value, "ablation")
+        for k in table:
+            if k not in ABLATION_KEYS:
+                raise self.unknown(f"ablation.{k}", ABLATION_KEYS, k)
+        a = {**ABLATION_DEFAULTS, **table}
+        ref = a.get("reference")
+        if not isinstance(ref, str) or ref not in groups:
+            raise self.fail("ablation.reference", f"{_quote(ref)} is not a student group (groups: {', '.join(groups)})")
+        budget = a.get("budget")
+        if not _is_int(budget):
+            raise self.fail("ablation.budget", f"expected an integer main-task budget, got {_quote(budget)}")
+        for m in ("fsp", "scratch"):
+            if m not in groups[ref].methods or budget not in groups[ref].budgets[m]:
+                raise self.fail("ablation.reference", f"group {ref} needs {m} students at budget {budget}")
+        arms = a.get("arms", [g for g, grp in groups.items() if g != ref and "fsp" in grp.methods])
+        if not isinstance(arms, list) or not arms or not all(isinstance(x, str) for x in arms):
+            raise self.fail("ablation.arms", f"expected a non-empty list of student groups, got {arms!r}")
+        for arm in arms:
+            if arm not in groups or arm == ref or "fsp" not in groups[arm].methods \
+                    or budget not in groups[arm].budgets["fsp"]:
+                raise self.fail("ablation.arms", f"{_quote(arm)}: expected a group other than the reference with fsp "
+                                                 f"students at budget {budget}")
+        for k in ("equivalence", "converged_gain"):
+            if not _is_number(a[k]) or a[k] <= 0:
+                raise self.fail(f"ablation.{k}", f"expected accuracy points > 0, got {a[k]!r}")
+        return {"reference": ref, "arms": list(arms), "budget": budget, "equivalence": float(a["equivalence"]),
+                "converged_gain": float(a["converged_gain"])}
+
+    def expand(self, group: _Group, defaults: dict[str, Any], teachers: list[GridRun]) -> list[GridRun]:
+        """The group's runs: methods x archs x seeds x budgets, students split evenly over teacher seeds."""
+        key = f"students.{group.name}"
+        by_seed = {t.config.seed: t for t in teachers if t.group == group.teacher}
+        out: list[GridRun] = []
+        for method in group.methods:
+            overrides = merge(group.overrides, group.method_settings.get(method, {}))
+            for arch in group.archs:
+                for k, seed in enumerate(group.seeds):
+                    teacher_run = by_seed[group.teacher_seeds[k % len(group.teacher_seeds)]] if (
+                        _needs_teacher(method) and group.teacher) else None
+                    t_id = teacher_run.run_id if teacher_run else ""
+                    t_path = str(self.runs_dir / f"{t_id}.json") if t_id else ""
+                    for steps in group.budgets[method]:
+                        fixed = {"role": "student", "method": method, "arch": arch, "seed": seed,
+                                 "steps": steps, "teacher": t_path}
+                        cfg = self.build(defaults, overrides, key, fixed)
+                        if teacher_run is not None:
+                            self.check_pair(key, cfg, teacher_run)
+                        out.append(GridRun(cfg.run_id(t_id), cfg, "student", group.name, t_id))
+        return out
 
     # ---- tables and keys ---------------------------------------------------------------------
 
@@ -329,13 +406,15 @@ class _Loader:
         declared = sorted({t.group for t in teachers})
         needing = [m for m in methods if _needs_teacher(m)]
         teacher = table.get("teacher")
+        method_settings = self.method_settings(table, key, methods)
         if teacher is None:
             if needing:
                 raise self.fail(f"{key}.teacher", f"methods {', '.join(needing)} need a teacher; expected "
                                 f"teacher = one of the declared teachers ({', '.join(declared) or 'none'})")
-            if "teacher_seed" in table:
-                raise self.fail(f"{key}.teacher_seed", "given without a teacher; drop it or set teacher")
-            return _Group(gname, "", 0, methods, archs, seeds, budgets, self.overrides(table))
+            for leaf in ("teacher_seed", "teacher_seeds"):
+                if leaf in table:
+                    raise self.fail(f"{key}.{leaf}", "given without a teacher; drop it or set teacher")
+            return _Group(gname, "", [], methods, archs, seeds, budgets, self.overrides(table), method_settings)
         if not isinstance(teacher, str) or teacher not in declared:
             raise self.fail(f"{key}.teacher", f"{_quote(teacher)} is not a declared teacher "
                                               f"(declared: {', '.join(declared) or 'none'})")
@@ -343,11 +422,31 @@ class _Loader:
             raise self.fail(f"{key}.teacher", f"no method of this group uses a teacher ({', '.join(methods)}); "
                                               "drop teacher or add fsp, fitnet or kd to methods")
         t_seeds = [t.config.seed for t in teachers if t.group == teacher]
-        t_seed = table.get("teacher_seed", t_seeds[0])
-        if not _is_int(t_seed) or t_seed not in t_seeds:
-            raise self.fail(f"{key}.teacher_seed", f"expected one of teacher {teacher}'s seeds "
-                                                   f"{t_seeds}, got {t_seed!r}")
-        return _Group(gname, teacher, t_seed, methods, archs, seeds, budgets, self.overrides(table))
+        if "teacher_seed" in table and "teacher_seeds" in table:
+            raise self.fail(f"{key}.teacher_seed", "given with teacher_seeds; keep one of the two")
+        if "teacher_seeds" in table:
+            chosen = self.int_list(table["teacher_seeds"], f"{key}.teacher_seeds", 0)
+        else:
+            chosen = [table.get("teacher_seed", t_seeds[0])]
+        leaf = "teacher_seeds" if "teacher_seeds" in table else "teacher_seed"
+        for t_seed in chosen:
+            if not _is_int(t_seed) or t_seed not in t_seeds:
+                raise self.fail(f"{key}.{leaf}", f"expected seeds of teacher {teacher} ({t_seeds}), got {t_seed!r}")
+        return _Group(gname, teacher, chosen, methods, archs, seeds, budgets, self.overrides(table), method_settings)
+
+    def method_settings(self, table: dict[str, Any], key: str, methods: list[str]) -> dict[str, dict[str, Any]]:
+        """``method_settings = {fitnet = {init_lr = 0.01}}``: RunConfig keys for one method's runs only."""
+        value = table.get("method_settings", {})
+        if not isinstance(value, dict):
+            raise self.fail(f"{key}.method_settings", f"expected a table of method -> settings, got {value!r}")
+        allowed = [k for k in _RUN_KEYS if k not in STUDENT_SET and k != "teacher"]
+        for m, sub in value.items():
+            if m not in methods:
+                raise self.fail(f"{key}.method_settings.{m}", f"is not one of this group's methods "
+                                                              f"({', '.join(methods)})")
+            self.check_keys(self.sub_table(sub, f"{key}.method_settings.{m}"), f"{key}.method_settings.{m}",
+                            allowed=allowed, set_by=STUDENT_SET)
+        return value
 
     def budgets(self, value: Any, key: str, methods: list[str]) -> dict[str, list[int]]:
         key = f"{key}.budgets"
@@ -481,6 +580,9 @@ class _Loader:
                         raise self.fail(f"{key}.budget", f"group {gname} has no budget shared by fsp and scratch")
                     c["budget"] = common[-1]
                 self.claim_budget(c, key, "budget", g, ("fsp", "scratch"))
+            if not _is_number(c["converged_gain"]) or c["converged_gain"] <= 0:
+                raise self.fail(f"{key}.converged_gain", f"expected accuracy points > 0, got {c['converged_gain']!r}")
+            c["converged_gain"] = float(c["converged_gain"])
             if claim == "cross_task_transfer" and g.teacher:
                 self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.overrides))
             out[claim] = {k: c[k] for k in CLAIM_KEYS[claim]}

@@ -38,7 +38,6 @@ from fspbench.io import atomic_torch_save, sha256_file, write_record
 from fspbench.methods import METHODS, Objective, StageContext, StageSpec
 from fspbench.models import build_model
 
-STATUSES = ("ok", "diverged", "failed")
 EvalCallback = Callable[[dict[str, Any], Path | None], None]
 
 
@@ -298,14 +297,19 @@ def train_run(
                         if diverged:
                             status = "diverged"
                         t_eval = time.perf_counter()
-                        test_loss, test_acc = evaluate(student, full_test if (final or diverged) else curve_test,
-                                                       autocast)
+                        on_full = final or diverged
+                        test_loss, test_acc = evaluate(student, full_test if on_full else curve_test, autocast)
+                        # the curve's own images at the final point too, so that steps-to-target compares
+                        # every point of a curve, and its target, on the same test images
+                        curve_acc = evaluate(student, curve_test, autocast)[1] if (
+                            on_full and curve_test is not full_test) else test_acc
                         state.eval_wall += time.perf_counter() - t_eval
                         row = {**base, "stage": spec.name, "step": state.step, "stage_step": state.stage_step,
                                "images_seen": state.step * cfg.batch_size, "wall_time_s": round(state.wall, 4),
                                "train_loss": loss_sum.item() / n_loss, "test_loss": test_loss,
                                "test_acc": test_acc, "status": status,
-                               "eval_images": len(data.test_y) if (final or diverged) else _count(curve_test)}
+                               "eval_images": len(data.test_y) if on_full else _count(curve_test),
+                               "curve_acc": curve_acc, "curve_images": _count(curve_test)}
                         state.rows.append(row)
                         loss_sum.zero_()
                         n_loss = 0

@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 
 from fspbench.errors import BadInput
-from fspbench.grid import Benchmark, GridRun
+from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
 from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
 from fspbench.lock import ResultsLock
 
@@ -39,6 +39,11 @@ FINISHED = ("ok", "diverged")  # terminal statuses: never trained again
 PARQUET_COLUMNS = [
     "run_id", "role", "method", "arch", "task", "seed", "teacher_run_id", "stage", "step", "stage_step",
     "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc", "status", "eval_images",
+    # labels from the benchmark file, so every number of the report recomputes from this table alone
+    "group", "budget", "init_steps", "precision", "train_images",
+    # accuracy on the curve points' fixed test images, also at the final evaluation (which uses the full
+    # test set for test_acc): steps-to-target compares every point on the same images
+    "curve_acc", "curve_images",
 ]
 
 
@@ -290,11 +295,12 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
 # ---------------------------------------------------------------- results tables
 
 
-def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per evaluation point of every run (DESIGN.md columns); a run's status on each of its rows.
+def runs_table(records: list[dict[str, Any]], labels: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per evaluation point of every run; a run's status and grid labels on each of its rows.
 
-    A run that failed before its first evaluation keeps one row with step 0 and no metrics,
-    so failures are counted rather than dropped.
+    ``labels``: run id -> group, budget, init_steps, precision (grid.run_labels). A run that failed
+    before its first evaluation keeps one row with step 0 and no metrics, so failures are counted
+    rather than dropped.
     """
     rows: list[dict[str, Any]] = []
     for rec in records:
@@ -304,12 +310,17 @@ def runs_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "stage": "", "step": 0, "stage_step": 0, "images_seen": 0, "wall_time_s": 0.0,
             "train_loss": None, "test_loss": None, "test_acc": None, "eval_images": 0,
         }]
-        rows += [{**row, "status": rec["status"]} for row in curve]
+        extra = {**labels.get(rec["run_id"], {}), "train_images": (rec.get("data") or {}).get("train_images", 0)}
+        rows += [{"curve_acc": row.get("test_acc"), "curve_images": row.get("eval_images", 0), **row, **extra,
+                  "status": rec["status"]} for row in curve]
     df = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
-    for col in ("train_loss", "test_loss", "test_acc", "wall_time_s"):
+    for col in ("train_loss", "test_loss", "test_acc", "wall_time_s", "curve_acc"):
         df[col] = df[col].astype("float64")
-    for col in ("seed", "step", "stage_step", "images_seen", "eval_images"):
-        df[col] = df[col].astype("int64")
+    for col in ("seed", "step", "stage_step", "images_seen", "eval_images", "budget", "init_steps", "train_images",
+                "curve_images"):
+        df[col] = df[col].fillna(0).astype("int64")
+    for col in ("group", "precision"):
+        df[col] = df[col].fillna("").astype(str)
     return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
 
 
@@ -399,7 +410,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         if rec is None:  # never started (e.g. the driver stopped first): still listed as failed
             rec = _failed_record(r, "never started")
         records.append(rec)
-    write_parquet(runs_table(records), paths.root / "runs.parquet")
+    write_parquet(runs_table(records, run_labels(bench)), paths.root / "runs.parquet")
     trained_ids = {r.run_id for r in trained}
     trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
@@ -407,7 +418,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
     counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
     grid = {
         "name": bench.name,
-        "benchmark_file": str(bench.path),
+        "benchmark_file": portable_path(bench.path),
         "benchmark_text": bench.text,
         "started_at": started,
         "finished_at": _now(),

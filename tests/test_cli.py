@@ -51,6 +51,9 @@ BAD_SETS = [
     (["--set", "classes=[1, 1]"], "classes: expected distinct class ids"),
     (["missing.toml"], "missing.toml: no such config file"),
     (["--set", "augment=maybe"], "augment: expected true or false"),
+    (["--set", "lr=nan"], "lr: expected a finite number, got nan"),
+    (["--set", "weight_decay=inf"], "weight_decay: expected a finite number, got inf"),
+    (["--set", "fsp.style=crd"], "fsp.style: expected one of paper, repdistiller, kdzoo, torchdistill"),
 ]
 
 

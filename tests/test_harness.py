@@ -65,6 +65,7 @@ def test_submit_runs_the_grid_as_a_ray_job(ray_cluster, tmp_path: Path) -> None:
     assert set(df.drop_duplicates("run_id").method) == {"scratch", "fsp"}
 
 
+@pytest.mark.slow  # the shared Ray cluster
 def test_submit_without_token_is_refused_clearly(ray_cluster, tmp_path: Path) -> None:
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "", "HOME": str(tmp_path)}
     res = run_cli("submit", "smoke", "--address", ray_cluster["dashboard"], "--results", str(tmp_path / "R"),

@@ -79,14 +79,14 @@ def test_sigkill_half_way_through_smoke_then_rerun_gives_the_same_grid(smoke_res
         return out
 
     deadline = time.monotonic() + 300
-    while len(finished()) < 9 and time.monotonic() < deadline:  # half of the 18 runs
+    while len(finished()) < 19 and time.monotonic() < deadline:  # half of the 38 runs
         time.sleep(0.5)
     assert proc.poll() is None, "the grid ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (results / "runs.parquet").exists()
     done = finished()
-    assert 9 <= len(done) < 18
+    assert 19 <= len(done) < 38
     res = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
                   env=ray_cluster["env"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from fspbench.report import build_report
 
@@ -25,56 +27,95 @@ def report(smoke_results: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     return out, build_report(smoke_results, out)
 
 
+@pytest.mark.slow  # the smoke grid on Ray
 def test_report_files(report: tuple[Path, dict]) -> None:
     out, summary = report
     md = (out / "report.md").read_text()
     figures = sorted((out / "figures").iterdir())
     stems = {p.stem for p in figures}
-    assert {"curves_fast_optimization", "final_accuracy", "steps_to_target"} <= stems
+    assert {"forest", "budget_sweep", "curves_fast_optimization", "final_accuracy", "steps_to_target"} <= stems
     for stem in stems:
         for ext in ("png", "svg"):
             f = out / "figures" / f"{stem}.{ext}"
             assert f.is_file() and f.stat().st_size > 0, f
             assert f"figures/{stem}.{ext}" in md, f"{f.name} not referenced in report.md"
     csvs = sorted((out / "tables").glob("*.csv"))
-    assert {p.stem for p in csvs} >= {"verdicts", "tests", "groups", "paper", "fsp_settings", "environment"}
+    assert {p.stem for p in csvs} >= {"verdicts", "tests", "teachers", "stage1", "groups", "fsp_settings",
+                                      "environment", *(f"effects_{k}" for k in CLAIM_KEYS)}
     for csv in csvs:
         assert csv.stat().st_size > 0 and csv.with_suffix(".tex").stat().st_size > 0
-    assert md.index("## Verdicts") < md.index("## Claim 1")
-    paper = pd.read_csv(out / "tables" / "paper.csv", dtype=str)
-    unverified = paper[paper["source"].str.contains("unverified")]
-    assert len(unverified) and (unverified["paper"] == "not available").all()
+    assert md.index("## Verdicts") < md.index("figures/forest.png") < md.index("## Claim 1")
+    effects = pd.read_csv(out / "tables" / "effects_better_accuracy.csv", dtype=str)
+    assert (effects.loc[effects["source"].str.contains("unverified"), "effect"] == "not available").all()
+    assert effects["source"].str.startswith("this run").sum() == 1
     assert set(summary["verdicts"]) == set(CLAIM_KEYS)
 
     claims = json.loads((out / "claims.json").read_text())
     assert set(claims) == set(CLAIM_KEYS)
     for key in CLAIM_KEYS:
         c = claims[key]
-        assert c["verdict"] in VERDICTS
+        assert c["verdict"] in VERDICTS and c["interval_method"].startswith("Welch t")
         assert f"{key}: {c['verdict']}" in md and c["rule"] in md  # each verdict with its rule
+        reg = c["regime"]  # ... and its regime: epochs per run and the doubling gain with its interval
+        assert reg["epochs_per_run"] > 0 and len(reg["doubling_gain_ci"]) == 2 and reg["converged"] in (True, False)
+        assert reg["description"] in md
+        if not reg["converged"]:
+            assert c["verdict"] == "inconclusive" and c["reason"].startswith("not converged")
+        roles = {t["role"] for t in c["tests"]}
+        assert {"decides", "regime", "teacher"} <= roles
         for t in c["tests"]:
             for field in ("metric", "estimate", "ci", "n", "treatment_runs", "control_runs"):
                 assert field in t, (key, field)
             assert len(t["ci"]) == 2
+    assert set(claims["fast_optimization"]["verdict_by_margin"]) == {"0.25", "0.5", "1"}
+    to_target = [t for t in claims["fast_optimization"]["tests"] if t["role"] == "to_target"]
+    assert len(to_target) == 3 and all(t["treatment_runs"] != t["control_runs"] for t in to_target)
 
 
-def test_accuracy_differences_recompute_from_parquet(report: tuple[Path, dict], smoke_results: Path) -> None:
+@pytest.mark.slow  # the smoke grid on Ray
+def test_every_test_recomputes_from_parquet_alone(report: tuple[Path, dict], smoke_results: Path) -> None:
+    """Estimates and Welch intervals from runs.parquet's columns only, with scipy (not fspbench.stats)."""
     out, _ = report
     df = pd.read_parquet(smoke_results / "runs.parquet")
-    final = df.sort_values(["run_id", "step"]).groupby("run_id").tail(1).set_index("run_id")["test_acc"].fillna(0.0)
+    last = df.sort_values(["run_id", "step"]).groupby("run_id").tail(1).set_index("run_id")
+    final = 100 * last["test_acc"].fillna(0.0)
     claims = json.loads((out / "claims.json").read_text())
     checked = 0
     for c in claims.values():
         for t in c["tests"]:
-            if t["metric"] != "final_acc_diff":
+            if t["metric"] not in ("final_acc_diff", "doubling_gain"):
                 continue
-            diff = 100 * (final[t["treatment_runs"]].mean() - final[t["control_runs"]].mean())
-            assert t["estimate"] == pytest.approx(diff, abs=1e-6), t["name"]
-            assert t["n"] == len(t["treatment_runs"]) + len(t["control_runs"])
+            a, b = final[t["treatment_runs"]].to_numpy(), final[t["control_runs"]].to_numpy()
+            assert t["estimate"] == pytest.approx(a.mean() - b.mean(), abs=1e-6), t["name"]
+            assert t["n"] == len(a) + len(b)
+            if len(a) > 1 and len(b) > 1:
+                ci = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+                assert t["ci"] == pytest.approx([ci.low, ci.high], abs=1e-6), t["name"]
             checked += 1
-    assert checked >= 3
+        # the runs a test names are rows of one group, named by its columns: method and main-task budget
+        for t in c["tests"]:
+            if t["role"] == "decides":
+                treat, ctrl = last.loc[t["treatment_runs"]], last.loc[t["control_runs"]]
+                assert pd.concat([treat, ctrl])["group"].nunique() == 1
+                assert set(treat["method"]) == {"fsp"} and set(ctrl["method"]) == {"scratch"}
+                assert treat["budget"].nunique() == ctrl["budget"].nunique() == 1
+                assert f"fsp {treat['init_steps'].iloc[0]}+{treat['budget'].iloc[0]} steps" in t["budget"]
+    assert checked >= 10
+    fast = claims["fast_optimization"]
+    ratio = next(t for t in fast["tests"] if t["metric"] == "main_steps_to_target_ratio")
+    target = ratio["extra"]["target_acc"]
+    steps = {}
+    for rid in ratio["treatment_runs"] + ratio["control_runs"]:
+        curve = df[df["run_id"] == rid].sort_values("step")
+        hit = curve[curve["curve_acc"] >= target]
+        steps[rid] = float(hit["stage_step"].iloc[0]) if not hit.empty and hit["stage"].iloc[0] == "main" else 0.0
+    if ratio["estimate"] is not None:
+        geo = np.exp(np.mean(np.log([steps[r] for r in ratio["treatment_runs"]]))
+                     - np.mean(np.log([steps[r] for r in ratio["control_runs"]])))
+        assert ratio["estimate"] == pytest.approx(geo, abs=1e-6)
 
 
+@pytest.mark.slow  # the smoke grid on Ray
 def test_precision_table_sets_bf16_beside_fp32(report: tuple[Path, dict], smoke_results: Path) -> None:
     """The smoke grid's bf16 group against the fp32 runs of the same settings, recomputed from the run records."""
     out, _ = report
@@ -85,7 +126,7 @@ def test_precision_table_sets_bf16_beside_fp32(report: tuple[Path, dict], smoke_
     records = [json.loads(p.read_text()) for p in (smoke_results / "runs").glob("*.json")]
     for row in table.itertuples():
         acc = {prec: [100 * r["final"]["test_acc"] for r in records
-                      if r["method"] == row.method and r["config"]["steps"] == 40 and r["role"] == "student"
+                      if r["method"] == row.method and r["config"]["steps"] == 18 and r["role"] == "student"
                       and r["config"]["precision"] == prec and not r["config"]["classes"]]
                for prec in ("fp32", "bf16")}
         assert len(acc["fp32"]) == len(acc["bf16"]) == 2
@@ -93,6 +134,7 @@ def test_precision_table_sets_bf16_beside_fp32(report: tuple[Path, dict], smoke_
         assert row.ci_low <= row.diff <= row.ci_high
 
 
+@pytest.mark.slow  # the smoke grid on Ray
 def test_building_twice_is_byte_identical(report: tuple[Path, dict], smoke_results: Path, tmp_path: Path) -> None:
     out, _ = report
     again = tmp_path / "again"
@@ -104,6 +146,7 @@ def test_building_twice_is_byte_identical(report: tuple[Path, dict], smoke_resul
         assert (again / "tables" / name).read_bytes() == (out / "tables" / name).read_bytes(), name
 
 
+@pytest.mark.slow  # the smoke grid on Ray
 def test_html_images_load_in_headless_chromium(report: tuple[Path, dict], tmp_path: Path) -> None:
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
     if browser is None:
@@ -134,6 +177,7 @@ def test_cli_report_on_empty_dir_exits_2(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow  # the smoke grid on Ray
 def test_cli_report_prints_verdicts(smoke_results: Path, tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "fspbench.cli", "report", str(smoke_results),
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)

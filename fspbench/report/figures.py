@@ -8,6 +8,7 @@ Nothing here computes a statistic: bands, means and CIs arrive as columns. Figur
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import pandas as pd
@@ -21,58 +22,129 @@ def _color(label: str, i: int) -> str:
     return _CYCLE[i % len(_CYCLE)] if label.split(" ")[0] not in COLORS else COLORS[label.split(" ")[0]]
 
 
-def learning_curves(bands: pd.DataFrame, title: str, init_end: tuple[float, float] = (0.0, 0.0),
+def learning_curves(acc: dict[str, pd.DataFrame], stage1: pd.DataFrame, title: str,
                     target: float | None = None) -> Figure:
-    """Mean test accuracy with its 95% band per compared side; steps (left) and seconds (right).
+    """Stage 1 apart, then test accuracy against main-task steps and against seconds.
 
-    ``bands``: summaries.curve_band rows (label, step, seconds, mean, low, high); ``init_end``:
-    (steps, seconds) where stage 1 ends, shaded; ``target``: accuracy (percent) drawn as a line.
+    ``acc``: {"steps": bands, "seconds": bands} of summaries.band rows (label, x, mean, low, high, n)
+    for every compared side; ``stage1``: bands of the stage-1 loss of the two-stage sides (may be
+    empty); ``target``: accuracy (percent) drawn as a line.
     """
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    labels = list(dict.fromkeys(bands["label"]))
-    linestyles = ["-", "--", ":", "-."]
-    for ax, x, xlabel, shade in ((axes[0], "step", "optimizer steps (all stages)", init_end[0]),
-                                 (axes[1], "seconds", "wall-clock seconds (teacher forward passes included)",
-                                  init_end[1])):
-        if shade > 0:
-            ax.axvspan(0, shade, color="0.85", label="stage 1 (FSP only)")
-        for i, label in enumerate(labels):
-            b = bands[bands["label"] == label]
-            same = [lab for lab in labels[:i] if lab.split(" ")[0] == label.split(" ")[0]]
-            color, ls = _color(label, i), linestyles[len(same) % len(linestyles)]
-            ax.plot(b[x], b["mean"], color=color, linestyle=ls, marker="o", markersize=3,
-                    label=f"{label} (n={int(b['n'].max())})")
-            ax.fill_between(b[x], b["low"], b["high"], color=color, alpha=0.2, linewidth=0)
+    fig = Figure(figsize=(14, 4), layout="constrained")
+    ax0, ax1, ax2 = fig.subplots(1, 3)
+    labels = list(dict.fromkeys(acc["steps"]["label"]))
+    for ax, key, xlabel in ((ax1, "steps", "main-task steps (stage 2 of two-stage methods)"),
+                            (ax2, "seconds", "training seconds, stage 1 included")):
+        _bands(ax, acc[key], labels)
         if target is not None:
             ax.axhline(target, color="black", linewidth=1, linestyle="--", label=f"target {target:.2f}%")
         ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%), curve images")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("test accuracy (%), mean and 95% band over seeds")
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(title)
+    ax1.legend(fontsize=7, loc="lower right")
+    if stage1.empty:
+        ax0.text(0.5, 0.5, "no stage 1", ha="center", va="center", transform=ax0.transAxes)
+    else:
+        _bands(ax0, stage1, list(dict.fromkeys(stage1["label"])))
+        ax0.set_yscale("log")
+        ax0.legend(fontsize=7)
+    ax0.set_xlabel("stage-1 steps")
+    ax0.set_ylabel("stage-1 training loss (FSP or hint)")
+    ax0.grid(alpha=0.3)
+    fig.suptitle(title + " (mean and 95% t band over seeds)")
+    return fig
+
+
+def _bands(ax: Any, bands: pd.DataFrame, labels: list[str]) -> None:
+    linestyles = ["-", "--", ":", "-."]
+    for i, label in enumerate(labels):
+        b = bands[bands["label"] == label].astype({"x": float, "mean": float, "low": float, "high": float})
+        if b.empty:
+            continue
+        same = [lab for lab in labels[:i] if lab.split(" ")[0] == label.split(" ")[0]]
+        color, ls = _color(label, i), linestyles[len(same) % len(linestyles)]
+        ax.plot(b["x"], b["mean"], color=color, linestyle=ls, marker="o", markersize=2.5,
+                label=f"{label} (n={int(b['n'].max())})")
+        ax.fill_between(b["x"], b["low"], b["high"], color=color, alpha=0.18, linewidth=0)
+
+
+def forest_plot(rows: pd.DataFrame, boundaries: dict[str, list[float]], notes: dict[str, str],
+                titles: dict[str, str]) -> Figure:
+    """Every test's estimate with its 95% interval, one panel per claim, against its decision boundaries.
+
+    ``rows``: summaries.forest_rows (claim, label, role, estimate, low, high); ``boundaries``: claim ->
+    x positions drawn as vertical lines (0, and -margin for non-inferiority); ``notes``: claim -> the
+    regime and verdict printed under the panel's title.
+    """
+    claims = [c for c in titles if c in set(rows["claim"])]
+    heights = [max(1, (rows["claim"] == c).sum()) for c in claims]
+    fig = Figure(figsize=(10, 1.2 + 0.38 * sum(heights) + 0.9 * len(claims)), layout="constrained")
+    axes = fig.subplots(len(claims), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    markers = {"decides": ("D", "black"), "regime": ("s", "#7f7f7f"), "control": ("o", "#1f77b4"),
+               "teacher": ("^", "#ff7f0e"), "sweep": ("v", "#2ca02c")}
+    for ax, claim in zip(axes, claims):
+        sel = rows[rows["claim"] == claim].reset_index(drop=True)
+        ys = list(range(len(sel)))[::-1]
+        for y, r in zip(ys, sel.itertuples()):
+            m, color = markers.get(r.role, ("o", "#1f77b4"))
+            if r.low == r.low:  # NaN interval: the point alone
+                ax.plot([r.low, r.high], [y, y], color=color, linewidth=2)
+            ax.plot([r.estimate], [y], marker=m, color=color, markersize=7)
+        for x in boundaries.get(claim, [0.0]):
+            ax.axvline(x, color="#d62728" if x else "black", linestyle="--" if x else "-", linewidth=1)
+        ax.set_yticks(ys, [f"{r.label} [{r.role}]" for r in sel.itertuples()], fontsize=8)
+        ax.set_title(f"{titles[claim]}\n{notes.get(claim, '')}", fontsize=8.5, loc="left")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("difference in final test accuracy (points), 95% Welch interval")
+    return fig
+
+
+def budget_sweep(rows: pd.DataFrame, titles: dict[str, str]) -> Figure:
+    """FSP minus scratch at matched main-task budgets (fraction of the full budget), one line per claim."""
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, (claim, sel) in enumerate(rows.groupby("claim", sort=False)):
+        sel = sel.sort_values("fraction")
+        x = sel["fraction"].to_numpy() * (1 + 0.03 * (i - 1))  # a small dodge so intervals do not overlap
+        ax.errorbar(x, sel["estimate"], yerr=[sel["estimate"] - sel["low"], sel["high"] - sel["estimate"]],
+                    marker="o", capsize=3, color=_CYCLE[i % len(_CYCLE)], label=titles.get(claim, claim))
+    ax.axhline(0, color="black", linewidth=1)
+    ax.set_xscale("log")
+    fracs = sorted(set(rows["fraction"]))
+    ax.set_xticks(fracs, [f"{f:.2g}" for f in fracs])
+    ax.set_xlabel("main-task budget, fraction of the full budget (both sides matched)")
+    ax.set_ylabel("FSP minus scratch (points), 95% Welch interval")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 
 def final_accuracy(summary: pd.DataFrame, points: pd.DataFrame, title: str) -> Figure:
-    """Every seed's final accuracy as a point, and each side's mean with its bootstrap CI as an error bar.
+    """Every seed's final accuracy and each arm's mean with its 95% t interval; one axis per task.
 
-    ``summary``: one row per side with label, mean, ci_low, ci_high; ``points``: label, acc (percent).
+    ``summary``: one row per arm with panel (a task and its classes), label, mean, ci_low, ci_high, in
+    the order arms should stand (compared arms next to each other); ``points``: label, acc (percent).
     """
-    fig = Figure(figsize=(max(4.0, 1.3 * len(summary) + 1.5), 4), layout="constrained")
-    ax = fig.subplots()
-    for i, row in enumerate(summary.itertuples(index=False)):
-        color = _color(row.label, i)
-        acc = points.loc[points["label"] == row.label, "acc"].to_numpy()
-        offsets = [(k - (len(acc) - 1) / 2) * 0.06 for k in range(len(acc))]
-        ax.scatter([i - 0.15 + o for o in offsets], acc, color=color, alpha=0.6, s=18, zorder=2)
-        low = row.mean - row.ci_low if row.ci_low == row.ci_low else 0.0  # NaN CI: no bar
-        high = row.ci_high - row.mean if row.ci_high == row.ci_high else 0.0
-        ax.errorbar([i + 0.15], [row.mean], yerr=[[low], [high]], fmt="D", color=color, capsize=4, zorder=3)
-    ax.set_xticks(range(len(summary)), list(summary["label"]), rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(title + "\npoints: seeds; diamond: mean with 95% bootstrap CI", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
+    panels = list(dict.fromkeys(summary["panel"]))
+    widths = [max(2, (summary["panel"] == p).sum()) for p in panels]
+    fig = Figure(figsize=(max(5.0, 0.9 * sum(widths) + 2), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, gridspec_kw={"width_ratios": widths})[0]
+    for ax, panel in zip(axes, panels):
+        sel = summary[summary["panel"] == panel].reset_index(drop=True)
+        for i, row in enumerate(sel.itertuples(index=False)):
+            color = _color(row.label.split(": ")[-1], i)
+            acc = points.loc[points["label"] == row.label, "acc"].to_numpy()
+            offsets = [(k - (len(acc) - 1) / 2) * 0.06 for k in range(len(acc))]
+            ax.scatter([i - 0.15 + o for o in offsets], acc, color=color, alpha=0.6, s=14, zorder=2)
+            low = row.mean - row.ci_low if row.ci_low == row.ci_low else 0.0  # NaN CI: no bar
+            high = row.ci_high - row.mean if row.ci_high == row.ci_high else 0.0
+            ax.errorbar([i + 0.15], [row.mean], yerr=[[low], [high]], fmt="D", color=color, capsize=4, zorder=3)
+        ax.set_xticks(range(len(sel)), [lab.split(": ", 1)[-1] for lab in sel["label"]], rotation=35, ha="right",
+                      fontsize=7)
+        ax.set_title(panel, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("final test accuracy (%)")
+    fig.suptitle(title + "; points: seeds; diamond: mean with 95% t interval", fontsize=10)
     return fig
 
 

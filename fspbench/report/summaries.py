@@ -1,85 +1,96 @@
 """Pure summaries for the report: DataFrames in, DataFrames out; no I/O, no plotting.
 
-Accuracies here are in percent (100 x test_acc), as everywhere in the report.
+Accuracies here are in percent (100 x accuracy), as everywhere in the report. Bands and intervals
+of a mean use t quantiles (fspbench.stats), never 1.96 x sem: at five seeds the normal quantile
+would make them a fifth too narrow.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from fspbench.analysis import Analysis, Test, steps_to_target
-
-Z95 = 1.96  # normal quantile of a 95% band
+from fspbench import stats
+from fspbench.analysis import Ablation, Analysis, Claim, steps_label, steps_to_target
 
 
-def curve_band(df: pd.DataFrame, run_ids: list[str] | tuple[str, ...], label: str) -> pd.DataFrame:
-    """Mean learning curve of ``run_ids`` with a 95% band (mean +- 1.96 x sem over seeds) per step.
-
-    Returns columns label, step, seconds (mean wall_time_s at that step), mean, low, high, n, stage
-    (the most common stage at that step). With one run the band collapses to the mean; the band is
-    clipped to 0..100.
-    """
-    cols = ["label", "step", "seconds", "mean", "low", "high", "n", "stage"]
-    cur = df[df["run_id"].isin(list(run_ids)) & df["test_acc"].notna()]
+def band(rows: pd.DataFrame, x: str, value: str, label: str, lower: float | None = None,
+         upper: float | None = None) -> pd.DataFrame:
+    """Mean of ``value`` per ``x`` over runs with a 95% t band, clipped to [lower, upper] (an accuracy stays
+    within 0..100, a loss above 0): columns label, x, mean, low, high, n."""
+    cols = ["label", "x", "mean", "low", "high", "n"]
+    cur = rows[rows[value].notna()]
     if cur.empty:
         return pd.DataFrame(columns=cols)
-    g = cur.assign(acc=100 * cur["test_acc"]).groupby("step", sort=True)
-    out = pd.DataFrame({
-        "step": g.size().index.to_numpy(),
-        "seconds": g["wall_time_s"].mean().to_numpy(),
-        "mean": g["acc"].mean().to_numpy(),
-        "n": g["acc"].count().to_numpy(),
-        "stage": g["stage"].agg(lambda s: s.mode().iloc[0]).to_numpy(),
-    })
-    sem = g["acc"].sem(ddof=1).fillna(0.0).to_numpy()
-    out["low"] = (out["mean"] - Z95 * sem).clip(lower=0.0)  # an accuracy band stays within 0..100
-    out["high"] = (out["mean"] + Z95 * sem).clip(upper=100.0)
+    g = cur.groupby(x, sort=True)[value]
+    out = pd.DataFrame({"x": g.mean().index.to_numpy(dtype=float), "mean": g.mean().to_numpy(),
+                        "n": g.count().to_numpy()})
+    half = stats.t_halfwidth(g.std(ddof=1).to_numpy(), out["n"].to_numpy())
+    out["low"], out["high"] = (out["mean"] - half).clip(lower=lower), (out["mean"] + half).clip(upper=upper)
     out.insert(0, "label", label)
     return out[cols].reset_index(drop=True)
 
 
-def init_end(df: pd.DataFrame, run_ids: list[str] | tuple[str, ...], init_steps: int) -> tuple[float, float]:
-    """Where stage 1 ends for these runs: (steps, mean seconds at the last stage-1 evaluation); (0, 0) if none."""
-    if init_steps <= 0:
-        return (0.0, 0.0)
-    cur = df[df["run_id"].isin(list(run_ids)) & (df["stage"] == "init")]
-    if cur.empty:
-        return (float(init_steps), 0.0)
-    last = cur.sort_values("step").groupby("run_id").tail(1)
-    return (float(init_steps), float(last["wall_time_s"].mean()))
+def accuracy_bands(df: pd.DataFrame, run_ids: tuple[str, ...], label: str) -> dict[str, pd.DataFrame]:
+    """Test accuracy on the curve's images (percent) against main-task steps and against seconds.
 
-
-def bootstrap_mean_ci(values: np.ndarray, random_state: int = 0) -> tuple[float, float]:
-    """95% percentile bootstrap CI of the mean of ``values``; NaNs with fewer than two values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return (math.nan, math.nan)
-    if np.all(values == values[0]):
-        return (float(values[0]), float(values[0]))
-    res = stats.bootstrap((values,), np.mean, n_resamples=10_000, vectorized=True, method="percentile",
-                          rng=np.random.default_rng(random_state))
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
-
-
-def group_summary(runs: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
-    """Final accuracy (percent) per role/group/method/arch/budget: n, mean, std, bootstrap CI, failures.
-
-    ``runs`` is ``Analysis.runs`` (one row per run). Sorted by role (teachers first), group, method, budget.
+    Stage-1 points are left out of the accuracy curves (the student has no trained classifier
+    yet); seconds count the whole run, stage 1 included.
     """
+    cur = df[df["run_id"].isin(list(run_ids)) & (df["stage"] == "main")].copy()
+    cur["acc"] = 100 * cur["curve_acc"]
+    cur["seconds"] = cur.groupby("step")["wall_time_s"].transform("mean")
+    by_steps = band(cur, "stage_step", "acc", label, 0.0, 100.0)
+    by_time = band(cur, "step", "acc", label, 0.0, 100.0)
+    by_time["x"] = by_time["x"].map(cur.groupby("step")["wall_time_s"].mean())
+    return {"steps": by_steps, "seconds": by_time}
+
+
+def stage1_band(df: pd.DataFrame, run_ids: tuple[str, ...], label: str) -> pd.DataFrame:
+    """Stage-1 training loss (the FSP or hint loss, mean since the previous point) against stage-1 steps."""
+    cur = df[df["run_id"].isin(list(run_ids)) & (df["stage"] == "init")]
+    low = float(cur["train_loss"].min()) / 10 if cur["train_loss"].notna().any() else None
+    return band(cur, "stage_step", "train_loss", label, low)  # a loss band stays above 0 (log axis)
+
+
+def stage1_table(df: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per two-stage arm: its stage-1 loss at the first and last point, and the change over the last third.
+
+    A stage 1 that converges ends flat: its loss falls by little over its last third.
+    """
+    rows = []
+    two = runs[(runs["init_steps"] > 0) & (runs["role"] == "student")]
+    for (group, method, budget), sel in two.groupby(["group", "method", "budget"], sort=True):
+        cur = df[df["run_id"].isin(sel["run_id"]) & (df["stage"] == "init")]
+        if cur.empty:
+            continue
+        mean = cur.groupby("stage_step")["train_loss"].mean()
+        steps = mean.index.to_numpy()
+        late = mean[steps >= steps.max() * 2 / 3]
+        first, last = float(mean.iloc[0]), float(mean.iloc[-1])
+        rows.append({"group": group, "method": method, "main_budget": int(budget), "stage1_steps": int(steps.max()),
+                     "n": sel["run_id"].nunique(), "loss_first_point": first, "loss_last_point": last,
+                     "last_over_first": last / first if first else math.nan,
+                     "change_over_last_third": float(late.iloc[-1] / late.iloc[0] - 1) if len(late) > 1 else math.nan,
+                     "diverged": int((sel["status"] == "diverged").sum())})
+    return pd.DataFrame(rows, columns=["group", "method", "main_budget", "stage1_steps", "n", "loss_first_point",
+                                       "loss_last_point", "last_over_first", "change_over_last_third", "diverged"])
+
+
+def group_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Final accuracy (percent) per role/group/method/arch/budget: n, mean, std, 95% t CI, failures."""
     rows = []
     keys = ["role", "group", "method", "arch", "task", "budget"]
     for key, sel in runs.groupby(keys, sort=True):
         acc = 100 * sel.sort_values("run_id")["final_acc"].to_numpy(float)
-        low, high = bootstrap_mean_ci(acc, random_state)
-        rows.append({**dict(zip(keys, key)), "n": len(acc), "mean": float(acc.mean()),
-                     "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
-                     "ci_low": low, "ci_high": high, "failures": int((sel["status"] != "ok").sum()),
-                     "init_steps": int(sel["init_steps"].max()), "run_ids": tuple(sorted(sel["run_id"]))})
+        sd = float(acc.std(ddof=1)) if len(acc) > 1 else math.nan
+        half = float(stats.t_halfwidth(np.array([sd]), np.array([len(acc)]))[0]) if len(acc) > 1 else math.nan
+        rows.append({**dict(zip(keys, key)), "n": len(acc), "mean": float(acc.mean()), "std": sd,
+                     "ci_low": float(acc.mean()) - half, "ci_high": float(acc.mean()) + half,
+                     "failures": int((sel["status"] != "ok").sum()), "init_steps": int(sel["init_steps"].max()),
+                     "run_ids": tuple(sorted(sel["run_id"]))})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -87,8 +98,8 @@ def group_summary(runs: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
     return out.sort_values(["_r", "group", "method", "budget"], kind="stable").drop(columns="_r").reset_index(drop=True)
 
 
-def per_run_to_target(df: pd.DataFrame, run_ids: list[str] | tuple[str, ...], target: float) -> pd.DataFrame:
-    """Per run: steps (all stages), main-task steps and seconds to reach ``target`` (a fraction).
+def per_run_to_target(df: pd.DataFrame, run_ids: tuple[str, ...], target: float) -> pd.DataFrame:
+    """Per run: steps (all stages), main-task steps and seconds to reach ``target`` on the curve's images.
 
     A run that never reaches it gets its last evaluation's values and ``reached`` False, so a plot
     can show it as censored rather than drop it.
@@ -102,60 +113,75 @@ def per_run_to_target(df: pd.DataFrame, run_ids: list[str] | tuple[str, ...], ta
         reached = not math.isnan(hit["step"])
         if not reached:
             last = curve.iloc[-1]
-            hit = {"step": float(last["step"]), "main_step": float(last["stage_step"] if last["stage"] == "main"
-                                                                    else 0),
+            hit = {"step": float(last["step"]),
+                   "main_step": float(last["stage_step"] if last["stage"] == "main" else 0),
                    "wall_time_s": float(last["wall_time_s"])}
         rows.append({"run_id": run_id, "method": str(curve["method"].iloc[0]), "steps": hit["step"],
                      "main_steps": hit["main_step"], "seconds": hit["wall_time_s"], "reached": reached})
     return pd.DataFrame(rows, columns=["run_id", "method", "steps", "main_steps", "seconds", "reached"])
 
 
-def budget_match(test: Test, runs: pd.DataFrame) -> dict[str, Any]:
-    """How a test's two sides compare in compute: main-task steps and total steps (stage 1 included).
-
-    Returns treatment/control main and total steps (the first run of each side) and a label such as
-    "main-task steps matched (40 vs 40); total steps not matched (80 vs 40)".
-    """
-    def steps(ids: tuple[str, ...]) -> tuple[int, int]:
-        sel = runs[runs["run_id"].isin(ids)]
-        if sel.empty:
-            return (0, 0)
-        main = int(sel["budget"].iloc[0])
-        return main, main + int(sel["init_steps"].max())
-
-    tm, tt = steps(test.treatment_runs)
-    cm, ct = steps(test.control_runs)
-
-    def part(name: str, a: int, b: int) -> str:
-        return f"{name} {'matched' if a == b else 'not matched'} ({a} vs {b})"
-
-    label = f"{part('main-task steps', tm, cm)}; {part('total steps', tt, ct)}"
-    return {"treatment_main_steps": tm, "control_main_steps": cm, "treatment_total_steps": tt,
-            "control_total_steps": ct, "label": label}
+def compared_runs(claim: Claim, runs: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """The run ids of each side a claim's accuracy tests compare, keyed by "fsp 200+600 steps"-style labels."""
+    by_id = runs.set_index("run_id")
+    sides: dict[str, tuple[str, ...]] = {}
+    for t in claim.tests:
+        if t.metric not in ("final_acc_diff", "doubling_gain") or t.role in ("teacher", "sweep"):
+            continue
+        for ids in (t.treatment_runs, t.control_runs):
+            if ids:
+                sides.setdefault(steps_label(by_id.loc[list(ids)].reset_index()), ids)
+    return sides
 
 
-def compared_runs(analysis: Analysis) -> dict[str, dict[str, tuple[str, ...]]]:
-    """Per claim that ran: the run ids of each compared side, keyed by a readable label.
-
-    The labels name method and main-task budget (e.g. "fsp 40+40 steps", "scratch 120 steps").
-    """
-    runs = analysis.runs.set_index("run_id")
-    out: dict[str, dict[str, tuple[str, ...]]] = {}
-    for claim in analysis.claims:
-        sides: dict[str, tuple[str, ...]] = {}
-        for t in claim.tests:
-            if t.metric != "final_acc_diff":
+def forest_rows(analysis: Analysis) -> pd.DataFrame:
+    """Every accuracy test of every claim as a forest-plot row: claim, label, role, estimate, low, high."""
+    rows = []
+    for c in analysis.claims:
+        seen: set[str] = set()
+        for t in c.tests:
+            if t.metric not in ("final_acc_diff", "doubling_gain"):
                 continue
-            for ids in (t.treatment_runs, t.control_runs):
-                if ids:
-                    sides.setdefault(side_label(runs.loc[list(ids)]), ids)
-        if sides:
-            out[claim.key] = sides
-    return out
+            label = test_label(t.name, t.budget)
+            if t.role == "teacher":
+                who = t.name.split("_")[1]  # "teacher1"
+                label = f"{label.replace('fsp', f'fsp of {who}', 1)} ({who}: {t.extra['teacher_acc']:.1f}%)"
+            if label in seen:  # a sweep point that is also a control: drawn once
+                continue
+            seen.add(label)
+            rows.append({"claim": c.key, "label": label, "role": t.role,
+                         "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n})
+    return pd.DataFrame(rows, columns=["claim", "label", "role", "estimate", "low", "high", "n"])
 
 
-def side_label(sel: pd.DataFrame) -> str:
-    """"fsp 40+40 steps" for a set of runs of one method and budget (stage-1 steps first)."""
-    method = str(sel["method"].iloc[0])
-    init, main = int(sel["init_steps"].max()), int(sel["budget"].iloc[0])
-    return f"{method} {init}+{main} steps" if init else f"{method} {main} steps"
+def test_label(name: str, budget: str) -> str:
+    """A short label for a test: its two sides as the budget text names them ("fsp 200+600 vs scratch 600")."""
+    sides = budget.split(":", 1)[0]
+    return sides.replace(" steps", "") if " vs " in sides else name
+
+
+def sweep_rows(analysis: Analysis) -> pd.DataFrame:
+    """FSP minus scratch at each matched main-task budget (fraction of the full one) per claim."""
+    rows = []
+    for c in analysis.claims:
+        if c.regime is None:
+            continue
+        for t in c.tests:
+            if t.role == "sweep" or (t.role == "decides" and c.key != "fast_optimization"):
+                frac = t.extra.get("fraction_of_full", 1.0)
+                rows.append({"claim": c.key, "fraction": float(frac), "budget": round(frac * c.regime.full_budget),
+                             "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n})
+    return pd.DataFrame(rows, columns=["claim", "fraction", "budget", "estimate", "low", "high", "n"])
+
+
+def regime_text(claim: Claim) -> str:
+    return claim.regime.describe() if claim.regime is not None else "no regime: the claim did not run"
+
+
+def ablation_rows(abl: Ablation) -> pd.DataFrame:
+    """Forest-plot rows of an ablation: panel "ref" (arm minus the reference) and "scratch" (arm minus scratch)."""
+    rows = [{"claim": panel, "label": a.group, "role": "decides" if panel == "ref" else "control",
+             "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n}
+            for panel in ("ref", "scratch") for a in abl.arms
+            for t in [a.vs_reference if panel == "ref" else a.vs_scratch]]
+    return pd.DataFrame(rows, columns=["claim", "label", "role", "estimate", "low", "high", "n"])

@@ -13,153 +13,104 @@ from typing import Any
 
 import pandas as pd
 
-from fspbench.analysis import Analysis, compare_accuracy
+from fspbench.analysis import Ablation, Analysis, compare_accuracy
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_bytes
-from fspbench.report.summaries import budget_match
 
 NA = "not available"  # a paper cell that could not be verified: never an invented number
 FLOAT_FORMAT = "%.4f"
-FSP_FIELDS = ("pairs", "pool", "distance", "weights", "adapter")
+FSP_FIELDS = ("style", "pairs", "pool", "distance", "weights", "adapter")
 
 # ---------------------------------------------------------------- (a), (b): verdicts and tests
 
 
 def verdict_panel(analysis: Analysis) -> pd.DataFrame:
-    """One row per claim: verdict, the main test's estimate and CI, n, and the rule that decided it."""
+    """One row per claim: verdict and why, the deciding test's estimate and interval, and its regime."""
     rows = []
     for c in analysis.claims:
-        t = c.tests[0] if c.tests else None
-        rows.append({"claim": c.key, "verdict": c.verdict, "metric": t.metric if t else "",
+        t = next((t for t in c.tests if t.role == "decides"), None)
+        reg = c.regime
+        g = reg.gain if reg else None
+        rows.append({"claim": c.key, "verdict": c.verdict, "reason": c.reason,
                      "estimate": t.estimate if t else math.nan, "ci_low": t.ci[0] if t else math.nan,
-                     "ci_high": t.ci[1] if t else math.nan, "n": t.n if t else 0, "rule": c.rule})
+                     "ci_high": t.ci[1] if t else math.nan, "n": t.n if t else 0,
+                     "epochs_per_run": reg.epochs if reg else math.nan,
+                     "doubling_gain": g.estimate if g else math.nan, "doubling_ci_high": g.ci[1] if g else math.nan,
+                     "converged": {True: "yes", False: "no", None: "not checked"}[reg.converged] if reg else "",
+                     "seeds_per_arm_to_decide": c.seeds_needed if c.seeds_needed is not None else "",
+                     "interval": "Welch t 95%", "rule": c.rule})
     return pd.DataFrame(rows)
 
 
 def all_tests(analysis: Analysis) -> pd.DataFrame:
-    """Every test of every claim, with both budget views (main-task steps and total steps)."""
+    """Every test of every claim, with how its two sides' compute is matched."""
     rows = []
     for c in analysis.claims:
         for t in c.tests:
-            bm = budget_match(t, analysis.runs)
-            rows.append({"claim": c.key, "test": t.name, "metric": t.metric, "estimate": t.estimate,
+            rows.append({"claim": c.key, "test": t.name, "role": t.role, "metric": t.metric, "estimate": t.estimate,
                          "ci_low": t.ci[0], "ci_high": t.ci[1], "n": t.n, "p_value": t.p_value,
-                         "p_improvement": t.p_improvement, "failures": t.failures, "budget_match": bm["label"],
-                         "budget": t.budget})
-    return pd.DataFrame(rows, columns=["claim", "test", "metric", "estimate", "ci_low", "ci_high", "n", "p_value",
-                                       "p_improvement", "failures", "budget_match", "budget"])
+                         "failures": t.failures, "budget": t.budget})
+    return pd.DataFrame(rows, columns=["claim", "test", "role", "metric", "estimate", "ci_low", "ci_high", "n",
+                                       "p_value", "failures", "budget"])
 
 
-# ---------------------------------------------------------------- (c): groups
+def teacher_table(analysis: Analysis) -> pd.DataFrame:
+    """Per claim and teacher: the teacher's final accuracy and its FSP students against all scratch students."""
+    rows = []
+    for c in analysis.claims:
+        for t in c.tests:
+            if t.role != "teacher":
+                continue
+            rows.append({"claim": c.key, "teacher_run_id": t.extra["teacher_run_id"],
+                         "teacher_acc": t.extra["teacher_acc"], "fsp_students": t.extra["n_treatment"],
+                         "fsp_mean": t.extra["treatment_mean"], "scratch_mean": t.extra["control_mean"],
+                         "diff": t.estimate, "ci_low": t.ci[0], "ci_high": t.ci[1]})
+    return pd.DataFrame(rows, columns=["claim", "teacher_run_id", "teacher_acc", "fsp_students", "fsp_mean",
+                                       "scratch_mean", "diff", "ci_low", "ci_high"])
 
 
 def group_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """Final accuracy per group (summaries.group_summary): group, method, arch, budget, n, mean, std, failures."""
-    cols = ["role", "group", "method", "arch", "task", "budget", "n", "mean", "std", "ci_low", "ci_high", "failures"]
+    """Final accuracy per arm (summaries.group_summary): group, method, arch, budget, n, mean, std, 95% t CI."""
+    cols = ["role", "group", "method", "arch", "task", "budget", "init_steps", "n", "mean", "std", "ci_low",
+            "ci_high", "failures"]
     return summary[cols].copy() if not summary.empty else pd.DataFrame(columns=cols)
 
 
-# ---------------------------------------------------------------- (d): paper vs this run
+# ---------------------------------------------------------------- (d): effect sizes beside published ones
 
-# (source, setting, quantity, paper value or None, this-run key). None = not verified: "not available".
-# this-run keys: claim.side where side is treatment or control mean, "teacher" = the claim group's teacher.
-PAPER_ROWS: list[tuple[str, str, str, float | None, str]] = [
-    ("paper (verified)", "CIFAR-10, ResNet-26 teacher -> student", "FSP student, single (%)", 92.14,
-     "fast_optimization.treatment"),
-    ("paper (verified)", "CIFAR-10, ResNet-26 teacher -> student", "teacher, single (%)", 91.75,
-     "fast_optimization.teacher"),
-    ("paper (verified)", "CIFAR-100, ResNet-32 (4x channels)", "trained normally, 64k iterations (%)", 64.15,
-     "fast_optimization.control"),
-    ("paper (verified)", "CIFAR-100, ResNet-32 (4x channels)", "trained normally, 21k iterations (%)", 61.32,
-     "fast_optimization.short"),
-    ("paper (verified)", "CIFAR-100, ResNet-32 -> ResNet-14", "ResNet-14 from scratch (%)", 58.65,
-     "better_accuracy.control"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CIFAR-10, ResNet-26 -> ResNet-8", "FSP student (%)", None,
-     "better_accuracy.treatment"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CIFAR-10, ResNet-26 -> ResNet-8", "FitNet student (%)", None,
-     "better_accuracy.fitnet"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CIFAR-100, ResNet-32 -> ResNet-14", "FSP student (%)", None,
-     "better_accuracy.treatment"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CIFAR-100, ResNet-32 -> ResNet-14", "FitNet student (%)", None,
-     "better_accuracy.fitnet"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CUB-200, ResNet-34 (ImageNet) -> ResNet-20", "FSP student (%)", None,
-     "cross_task_transfer.treatment"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CUB-200, ResNet-34 (ImageNet) -> ResNet-20", "FitNet student (%)",
-     None, "cross_task_transfer.fitnet"),
-    ("paper, Tables 1/3/4/5 (unverified)", "CUB-200, ResNet-34 (ImageNet) -> ResNet-20", "from scratch (%)", None,
-     "cross_task_transfer.control"),
-]
-REPRODUCTIONS: list[tuple[str, str, float, float]] = [
-    ("RepDistiller (CIFAR-100)", "wrn-40-2 -> wrn-16-2", 73.26, 72.91),
-    ("RepDistiller (CIFAR-100)", "resnet56 -> resnet20", 69.06, 69.95),
-    ("RepDistiller (CIFAR-100)", "resnet110 -> resnet20", 69.06, 70.11),
-    ("RepDistiller (CIFAR-100)", "resnet110 -> resnet32", 71.14, 71.89),
-    ("RepDistiller (CIFAR-100)", "resnet32x4 -> resnet8x4", 72.50, 72.62),
-    ("RepDistiller (CIFAR-100)", "vgg13 -> vgg8", 70.36, 70.23),
-    ("KD-Zoo", "ResNet-20 -> ResNet-20, CIFAR-10", 92.37, 92.76),
-    ("KD-Zoo", "ResNet-110 -> ResNet-20, CIFAR-10", 92.37, 92.78),
-    ("KD-Zoo", "ResNet-20 -> ResNet-20, CIFAR-100", 68.92, 69.61),
-    ("KD-Zoo", "ResNet-110 -> ResNet-20, CIFAR-100", 68.92, 69.78),
+# (claim, source, setting, regime, effect in points or None when it cannot be verified). Effects only:
+# levels from different data sets are never set side by side.
+PUBLISHED_EFFECTS: list[tuple[str, str, str, str, float | None]] = [
+    ("fast_optimization", "paper (verified)", "CIFAR-10, ResNet-26: FSP student 21k+21k vs the teacher trained 64k",
+     "64k iterations of batch 128 (~164 epochs)", 92.14 - 91.75),
+    ("better_accuracy", "paper, Tables 3/4 (unverified)", "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> "
+     "ResNet-14, FSP vs scratch", "paper schedules", None),
+    ("cross_task_transfer", "paper, Table 5 (unverified)", "ImageNet ResNet-34 -> ResNet-20 on CUB-200, FSP vs "
+     "scratch", "not stated", None),
+    *[("better_accuracy", "RepDistiller (CIFAR-100)", setting, "240 epochs, FSP stage 30 epochs", fsp - scratch)
+      for setting, scratch, fsp in (("wrn-40-2 -> wrn-16-2", 73.26, 72.91), ("resnet56 -> resnet20", 69.06, 69.95),
+                                    ("resnet110 -> resnet20", 69.06, 70.11), ("resnet110 -> resnet32", 71.14, 71.89),
+                                    ("resnet32x4 -> resnet8x4", 72.50, 72.62), ("vgg13 -> vgg8", 70.36, 70.23))],
+    *[("better_accuracy", "Knowledge-Distillation-Zoo", setting, "200 epochs after a 50-epoch FSP stage",
+       fsp - scratch)
+      for setting, scratch, fsp in (("ResNet-20 -> ResNet-20, CIFAR-10", 92.37, 92.76),
+                                    ("ResNet-110 -> ResNet-20, CIFAR-10", 92.37, 92.78),
+                                    ("ResNet-20 -> ResNet-20, CIFAR-100", 68.92, 69.61),
+                                    ("ResNet-110 -> ResNet-20, CIFAR-100", 68.92, 69.78))],
 ]
 
 
-def this_run_values(analysis: Analysis, claims: Mapping[str, Mapping[str, Any]],
-                    summary: pd.DataFrame) -> dict[str, tuple[float, str]]:
-    """The numbers of this run that PAPER_ROWS point at: key -> (value in percent, what it is)."""
-    out: dict[str, tuple[float, str]] = {}
-    runs = analysis.runs
-    for c in analysis.claims:
-        for t in c.tests:
-            if t.metric != "final_acc_diff":
-                continue
-            for side, ids in (("treatment", t.treatment_runs), ("control", t.control_runs)):
-                sel = runs[runs["run_id"].isin(ids)]
-                if sel.empty:
-                    continue
-                what = (f"{sel['method'].iloc[0]} {sel['arch'].iloc[0]} on {sel['task'].iloc[0]}, "
-                        f"{int(sel['budget'].iloc[0])} main steps, n={len(sel)}")
-                mean = 100 * float(sel["final_acc"].mean())
-                if t.name in ("fsp_vs_scratch", "fsp_short_vs_scratch_full"):
-                    out.setdefault(f"{c.key}.{side}", (mean, what))
-                elif t.name == "fsp_short_vs_scratch_short" and side == "control":
-                    out[f"{c.key}.short"] = (mean, what)
-                elif t.name == "fsp_vs_fitnet" and side == "control":
-                    out[f"{c.key}.fitnet"] = (mean, what)
-        cfg = claims.get(c.key) or {}
-        teachers = runs[(runs["role"] == "student") & (runs["group"] == cfg.get("group"))]["teacher_run_id"]
-        t_ids = sorted({t for t in teachers if t})
-        t_sel = runs[runs["run_id"].isin(t_ids)]
-        if not t_sel.empty:
-            out[f"{c.key}.teacher"] = (100 * float(t_sel["final_acc"].mean()),
-                                       f"teacher {t_sel['arch'].iloc[0]} on {t_sel['task'].iloc[0]}, "
-                                       f"{int(t_sel['budget'].iloc[0])} steps, n={len(t_sel)}")
-    return out
-
-
-def paper_table(values: Mapping[str, tuple[float, str]]) -> pd.DataFrame:
-    """Paper and independent reproductions next to this run's matching numbers; unverified cells say so."""
-    rows = []
-
-    def mine(key: str) -> tuple[str, str]:
-        v = values.get(key)
-        return (f"{v[0]:.4f}", v[1]) if v else ("not run", "")
-
-    for source, setting, quantity, paper, key in PAPER_ROWS:
-        value, what = mine(key)
-        rows.append({"source": source, "setting": setting, "quantity": quantity,
-                     "paper": f"{paper:.2f}" if paper is not None else NA, "claim": key.split(".")[0],
-                     "this_run": value, "this_run_setting": what})
-    for source, setting, scratch, fsp in REPRODUCTIONS:
-        for quantity, paper, key in (("scratch (%)", scratch, "better_accuracy.control"),
-                                     ("FSP (%)", fsp, "better_accuracy.treatment")):
-            value, what = mine(key)
-            rows.append({"source": source, "setting": setting, "quantity": quantity, "paper": f"{paper:.2f}",
-                         "claim": "better_accuracy", "this_run": value, "this_run_setting": what})
-        t, c = values.get("better_accuracy.treatment"), values.get("better_accuracy.control")
-        rows.append({"source": source, "setting": setting, "quantity": "FSP - scratch (points)",
-                     "paper": f"{fsp - scratch:+.2f}", "claim": "better_accuracy",
-                     "this_run": f"{t[0] - c[0]:+.4f}" if t and c else "not run", "this_run_setting": ""})
-    return pd.DataFrame(rows)
+def effect_table(analysis: Analysis, claim: str) -> pd.DataFrame:
+    """One claim's effect: the paper's (where verified), converged reproductions', and this run's, with regimes."""
+    rows = [{"source": src, "setting": setting, "regime": regime, "effect": f"{eff:+.2f}" if eff is not None else NA,
+             "ci": ""} for key, src, setting, regime, eff in PUBLISHED_EFFECTS if key == claim]
+    c = next((c for c in analysis.claims if c.key == claim), None)
+    t = next((t for t in c.tests if t.role == "decides"), None) if c else None
+    if c is not None and t is not None:
+        rows.append({"source": f"this run ({c.verdict})", "setting": t.budget.split(":", 1)[0],
+                     "regime": c.regime.describe() if c.regime else "", "effect": f"{t.estimate:+.2f}",
+                     "ci": f"[{t.ci[0]:+.2f}, {t.ci[1]:+.2f}]"})
+    return pd.DataFrame(rows, columns=["source", "setting", "regime", "effect", "ci"])
 
 
 # ---------------------------------------------------------------- (e): FSP settings
@@ -171,8 +122,15 @@ def fsp_settings(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> tuple[
     fsp = runs[(runs["method"] == "fsp") & (runs["role"] == "student")].copy()
     if fsp.empty:
         return pd.DataFrame(columns=["group", *FSP_FIELDS, "init_steps", "runs"]), None
+    def setting(run_id: str, f: str) -> str:
+        if run_id not in configs:
+            return ""
+        s = configs[run_id].fsp.resolved()  # a style's values, with the explicit keys over them
+        return _fmt_setting(s.weights if s.weights is not None else f"{s.style}'s rule") if f == "weights" \
+            else _fmt_setting(getattr(s, f))
+
     for f in FSP_FIELDS:
-        fsp[f] = [_fmt_setting(getattr(configs[r].fsp, f)) if r in configs else "" for r in fsp["run_id"]]
+        fsp[f] = [setting(r, f) for r in fsp["run_id"]]
     fsp["init_steps"] = [configs[r].init_steps if r in configs else 0 for r in fsp["run_id"]]
     keys = ["group", *FSP_FIELDS, "init_steps"]
     settings = fsp.groupby(keys, sort=True).size().rename("runs").reset_index()
@@ -187,12 +145,36 @@ def fsp_settings(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> tuple[
     return settings, pd.DataFrame(rows)
 
 
-def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame, random_state: int = 0) -> pd.DataFrame:
+def fsp_choice(cfg: RunConfig) -> str:
+    """An FSP setting in words: "style paper: pairs paper, pool max, distance paper, weights 1 each"."""
+    r = cfg.fsp.resolved()
+    ident = r.identity()
+    w = ident["weights"]
+    weights = "1/n each" if w == "1/n" else ("1 each" if not w else "[" + ", ".join(f"{x:.3g}" for x in w) + "]")
+    return f"style {r.style}: pairs {r.pairs}, pool {r.pool}, distance {r.distance}, weights {weights}"
+
+
+def ablation_table(abl: Ablation, configs: Mapping[str, RunConfig]) -> pd.DataFrame:
+    """Per arm: what it changes, its difference from the reference style and from scratch, the answer, and
+    the scale of its stage-1 loss (FSP values grow with activation scale; a loss far larger diverges)."""
+    rows = []
+    for a in abl.arms:
+        cfg = configs.get(a.vs_reference.treatment_runs[0]) if a.vs_reference.treatment_runs else None
+        t, s = a.vs_reference, a.vs_scratch
+        rows.append({"arm": a.group, "settings": fsp_choice(cfg) if cfg else "", "n": t.extra["n_treatment"],
+                     "mean": t.extra["treatment_mean"], f"minus {abl.reference}": t.estimate,
+                     "ci_low": t.ci[0], "ci_high": t.ci[1], "changes final accuracy": a.changes_accuracy,
+                     "minus scratch": s.estimate, "scratch_ci_low": s.ci[0], "scratch_ci_high": s.ci[1],
+                     "stage1_loss_first": a.stage1_first, "stage1_loss_last": a.stage1_last, "diverged": a.diverged})
+    return pd.DataFrame(rows)
+
+
+def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd.DataFrame:
     """bf16 autocast against fp32: every bf16 run set beside the fp32 runs with otherwise equal settings.
 
     Runs match when their configs agree in every key but seed, precision and the teacher's path
     (the teacher enters as its run id). One row per matched set: final accuracy of each precision,
-    their difference in points with its 95% bootstrap CI, and the training-time speedup
+    their difference in points with its 95% Welch interval, and the training-time speedup
     (mean fp32 seconds / mean bf16 seconds). Empty when the grid has no bf16 runs.
     """
     cols = ["group", "method", "arch", "budget", "n_fp32", "n_bf16", "fp32_mean", "bf16_mean", "diff", "ci_low",
@@ -214,7 +196,7 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame, rando
         fp32 = sel[(sel["key"] == bf16["key"].iloc[0]) & (sel["precision"] == "fp32")]
         if fp32.empty:
             continue
-        test = compare_accuracy("bf16_vs_fp32", bf16, fp32, "", random_state)
+        test = compare_accuracy("bf16_vs_fp32", bf16, fp32, "")
         first = bf16.iloc[0]
         rows.append({"group": first["group"], "method": first["method"], "arch": first["arch"],
                      "budget": int(first["budget"]), "n_fp32": len(fp32), "n_bf16": len(bf16),
