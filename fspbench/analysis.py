@@ -357,11 +357,8 @@ def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None
     return Claim(key, verdict, reason, RULES[key], tuple(tests), summary, reg, by_test, need, by_margin), target
 
 
-def analyze(df: pd.DataFrame, claims: dict[str, dict[str, Any]], random_state: int = 0) -> Analysis:
-    """All three claims from a labelled runs table and the benchmark's claim tables.
-
-    ``random_state`` is kept for callers; no statistic here is random any more (Welch intervals).
-    """
+def analyze(df: pd.DataFrame, claims: dict[str, dict[str, Any]]) -> Analysis:
+    """All three claims from a labelled runs table and the benchmark's claim tables."""
     runs = final_runs(df)
     fast, target = _fast_claim(df, runs, claims.get("fast_optimization"))
     out = (

@@ -69,7 +69,7 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("reports") / results.resolve().name
     summary = build_report(results, out)
     for claim, verdict in summary["verdicts"].items():
-        print(f"{claim}: {verdict} ({summary['reasons'][claim]})")
+        print(f"{claim}: {verdict} ({summary['reasons'][claim]}); regime: {summary['regimes'][claim]}")
     print(f"report: {summary['report_md']} ({summary['report_html'].name} beside it)")
     return 0
 

@@ -184,5 +184,6 @@ def test_cli_report_prints_verdicts(smoke_results: Path, tmp_path: Path) -> None
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines[:3]] == list(CLAIM_KEYS)
-    assert all(ln.split(": ")[1] in VERDICTS for ln in lines[:3])
+    assert all(ln.split(": ")[1].split(" ")[0] in VERDICTS for ln in lines[:3])
+    assert all("; regime: " in ln and "epochs per run" in ln for ln in lines[:3])  # no verdict without its regime
     assert lines[3].startswith("report: ") and (tmp_path / "r" / "report.md").is_file()

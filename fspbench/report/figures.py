@@ -69,7 +69,7 @@ def _bands(ax: Any, bands: pd.DataFrame, labels: list[str]) -> None:
 
 
 def forest_plot(rows: pd.DataFrame, boundaries: dict[str, list[float]], notes: dict[str, str],
-                titles: dict[str, str]) -> Figure:
+                titles: dict[str, str], show_roles: bool = True) -> Figure:
     """Every test's estimate with its 95% interval, one panel per claim, against its decision boundaries.
 
     ``rows``: summaries.forest_rows (claim, label, role, estimate, low, high); ``boundaries``: claim ->
@@ -92,7 +92,7 @@ def forest_plot(rows: pd.DataFrame, boundaries: dict[str, list[float]], notes: d
             ax.plot([r.estimate], [y], marker=m, color=color, markersize=7)
         for x in boundaries.get(claim, [0.0]):
             ax.axvline(x, color="#d62728" if x else "black", linestyle="--" if x else "-", linewidth=1)
-        ax.set_yticks(ys, [f"{r.label} [{r.role}]" for r in sel.itertuples()], fontsize=8)
+        ax.set_yticks(ys, [f"{r.label} [{r.role}]" if show_roles else r.label for r in sel.itertuples()], fontsize=8)
         ax.set_title(f"{titles[claim]}\n{notes.get(claim, '')}", fontsize=8.5, loc="left")
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("difference in final test accuracy (points), 95% Welch interval")
