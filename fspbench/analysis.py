@@ -347,7 +347,7 @@ def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None
     tests += _to_target_tests(df, runner, scratch_full, target,
                               f"{steps_label(runner)} vs {steps_label(scratch_full)}; target {100 * target:.2f}% = "
                               f"{target_frac:g} x scratch's full-budget mean on the curve's test images")
-    tests += _sweep(runs, group, arch, full, include_full=True)
+    tests += _per_teacher(runs, fsp, scratch_full) + _sweep(runs, group, arch, full, include_full=True)
     verdict, reason, by_test, need = _decide(key, main, -margin, reg)
     iv = stats.Interval(main.estimate, main.ci[0], main.ci[1], math.nan, math.nan)
     by_margin = {m: stats.verdict(iv, -m) for m in sorted({*REPORT_MARGINS, margin})}

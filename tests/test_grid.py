@@ -57,20 +57,20 @@ def test_preset_counts_by_hand() -> None:
     assert counts["default"] == counts["full"] == (2 + 2, 10 * 5 + 4 * 5)
     assert counts["paper"] == (3 + 1 + 1, (1 + 2) * 3 + 4 * 3 + 3 * 3 + 2 * 3)
     ablation = load_benchmark("ablation", "/tmp/r")
-    # the reference group: fsp 1 + scratch 2 budgets; 6 arms of fsp; 5 seeds each
-    assert (len(ablation.teachers), len(ablation.students)) == (2, (3 + 6) * 5)
+    # the reference group: fsp 1 + scratch 2 budgets; 7 arms of fsp; 5 seeds each
+    assert (len(ablation.teachers), len(ablation.students)) == (2, (3 + 7) * 5)
 
 
 def test_ablation_preset_changes_one_fsp_choice_per_arm() -> None:
     b = load_benchmark("ablation", "/tmp/r")
     spec = b.ablation
-    assert spec is not None and spec["reference"] == "paper" and len(spec["arms"]) == 6
+    assert spec is not None and spec["reference"] == "paper" and len(spec["arms"]) == 7
     ident = {g: {s.config.fsp.identity()["pairs"] + "/" + s.config.fsp.identity()["pool"] + "/" +
                  s.config.fsp.identity()["distance"] + "/" + str(s.config.fsp.identity()["weights"])
                  for s in b.students if s.group == g and s.config.method == "fsp"} for g in [spec["reference"],
                                                                                               *spec["arms"]]}
     assert all(len(v) == 1 for v in ident.values())  # one setting per arm
-    assert len({v.pop() for v in ident.values()}) == 7  # all different
+    assert len({v.pop() for v in ident.values()}) == 8  # all different
     fsp = [s for s in b.students if s.config.method == "fsp"]
     assert len({(s.config.steps, s.config.init_steps, s.config.lr) for s in fsp}) == 1  # only the loss changes
     for g in [spec["reference"], *spec["arms"]]:

@@ -173,7 +173,7 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
     """bf16 autocast against fp32: every bf16 run set beside the fp32 runs with otherwise equal settings.
 
     Runs match when their configs agree in every key but seed, precision and the teacher's path
-    (the teacher enters as its run id). One row per matched set: final accuracy of each precision,
+    (the teacher enters as its group). One row per matched set: final accuracy of each precision,
     their difference in points with its 95% Welch interval, and the training-time speedup
     (mean fp32 seconds / mean bf16 seconds). Empty when the grid has no bf16 runs.
     """
@@ -181,11 +181,15 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
             "ci_high", "speedup", "failures"]
     sel = runs[runs["run_id"].isin(list(configs))].copy()
 
+    teacher_group = runs.set_index("run_id")["group"].to_dict()
+
     def key(row: Any) -> str:
+        # the teacher enters by its group, not its run id: with teacher_seeds the students of one arm
+        # learn from several teacher seeds, split by student seed alike in both precisions
         d = configs[row.run_id].to_dict()
         for k in ("seed", "precision", "teacher", "threads"):
             d.pop(k)
-        return repr(sorted(d.items())) + row.teacher_run_id
+        return repr(sorted(d.items())) + teacher_group.get(row.teacher_run_id, "")
 
     if sel.empty:
         return pd.DataFrame(columns=cols)
