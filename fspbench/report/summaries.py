@@ -142,7 +142,7 @@ def forest_rows(analysis: Analysis) -> pd.DataFrame:
         for t in c.tests:
             if t.metric not in ("final_acc_diff", "doubling_gain"):
                 continue
-            label = test_label(t.name, t.budget)
+            label = comparison_label(t.name, t.budget)
             if t.role == "teacher":
                 who = t.name.split("_")[1]  # "teacher1"
                 label = f"{label.replace('fsp', f'fsp of {who}', 1)} ({who}: {t.extra['teacher_acc']:.1f}%)"
@@ -154,7 +154,7 @@ def forest_rows(analysis: Analysis) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim", "label", "role", "estimate", "low", "high", "n"])
 
 
-def test_label(name: str, budget: str) -> str:
+def comparison_label(name: str, budget: str) -> str:
     """A short label for a test: its two sides as the budget text names them ("fsp 200+600 vs scratch 600")."""
     sides = budget.split(":", 1)[0]
     return sides.replace(" steps", "") if " vs " in sides else name
