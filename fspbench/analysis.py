@@ -221,7 +221,7 @@ def _power(test: Test, boundary: float) -> int | None:
                               abs(test.estimate - boundary))
 
 
-def _decide(key: str, main: Test, boundary: float, reg: Regime) -> tuple[str, str, str, int | None]:
+def _decide(main: Test, boundary: float, reg: Regime) -> tuple[str, str, str, int | None]:
     """(verdict, reason, the interval's own verdict, seeds needed): the regime first, then the interval."""
     iv = stats.Interval(main.estimate, main.ci[0], main.ci[1], main.extra.get("df", math.nan), math.nan)
     by_test = stats.verdict(iv, boundary)
@@ -286,7 +286,7 @@ def _accuracy_claim(key: str, runs: pd.DataFrame, cfg: dict[str, Any] | None) ->
         if not sel.empty:
             tests.append(compare_accuracy(f"fsp_vs_{other}", fsp, sel, _matching(fsp, sel)))
     tests += _per_teacher(runs, fsp, scratch) + _sweep(runs, group, arch, full)
-    verdict, reason, by_test, need = _decide(key, main, 0.0, reg)
+    verdict, reason, by_test, need = _decide(main, 0.0, reg)
     summary = (f"{steps_label(fsp)}: {main.extra['treatment_mean']:.2f}% vs {steps_label(scratch)}: "
                f"{main.extra['control_mean']:.2f}%: {main.estimate:+.2f} points, 95% CI [{main.ci[0]:+.2f}, "
                f"{main.ci[1]:+.2f}], n={main.n}")
@@ -348,7 +348,7 @@ def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None
                               f"{steps_label(runner)} vs {steps_label(scratch_full)}; target {100 * target:.2f}% = "
                               f"{target_frac:g} x scratch's full-budget mean on the curve's test images")
     tests += _per_teacher(runs, fsp, scratch_full) + _sweep(runs, group, arch, full, include_full=True)
-    verdict, reason, by_test, need = _decide(key, main, -margin, reg)
+    verdict, reason, by_test, need = _decide(main, -margin, reg)
     iv = stats.Interval(main.estimate, main.ci[0], main.ci[1], math.nan, math.nan)
     by_margin = {m: stats.verdict(iv, -m) for m in sorted({*REPORT_MARGINS, margin})}
     summary = (f"{steps_label(fsp)}: {main.extra['treatment_mean']:.2f}% vs {steps_label(scratch_full)}: "

@@ -196,8 +196,8 @@ def _arm_order(students: pd.DataFrame, a: analysis.Analysis) -> pd.DataFrame:
     """Student arms grouped by task (one panel each), compared arms side by side (by budget, then method)."""
     order = {"fsp": 0, "scratch": 1, "kd": 2, "fitnet": 3}
     task_of = a.runs.groupby("group")["task"].first()
-    classes = a.runs.groupby("group")["train_images"].max()
-    students["panel"] = [f"{task_of.get(g, '')}, group {g} ({classes.get(g, 0):,} training images)"
+    images = a.runs.groupby("group")["train_images"].max()
+    students["panel"] = [f"{task_of.get(g, '')}, group {g} ({images.get(g, 0):,} training images)"
                          for g in students["group"]]
     students["label"] = [f"{g}: {m} {i}+{b}" if i else f"{g}: {m} {b}"
                          for g, m, i, b in zip(students["group"], students["method"], students["init_steps"],

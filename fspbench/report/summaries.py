@@ -41,7 +41,6 @@ def accuracy_bands(df: pd.DataFrame, run_ids: tuple[str, ...], label: str) -> di
     """
     cur = df[df["run_id"].isin(list(run_ids)) & (df["stage"] == "main")].copy()
     cur["acc"] = 100 * cur["curve_acc"]
-    cur["seconds"] = cur.groupby("step")["wall_time_s"].transform("mean")
     by_steps = band(cur, "stage_step", "acc", label, 0.0, 100.0)
     by_time = band(cur, "step", "acc", label, 0.0, 100.0)
     by_time["x"] = by_time["x"].map(cur.groupby("step")["wall_time_s"].mean())
