@@ -1,4 +1,9 @@
-"""The ``fspbench`` command. Exit codes: 0 success, 2 bad input (one line), 1 anything else."""
+"""The ``fspbench`` command.
+
+Exit codes: 0 success: every run finished, ok or diverged (a diverged run is a recorded result, in
+``train`` as in ``run``); 1 a run failed or was not run, or anything else went wrong; 2 bad input
+(one line); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"{record['run_id']}: status {record['status']}, test accuracy {100 * final['test_acc']:.2f}% "
           f"after {final['step']} steps ({record['train_time_s']:.1f} s of training)")
     print(f"run record: {args.out.rstrip('/')}/{record['run_id']}.json")
-    return 0 if record["status"] == "ok" else 1
+    return _exit_code({"failed": int(record["status"] not in ("ok", "diverged"))})
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -36,14 +41,26 @@ def _run(args: argparse.Namespace) -> int:
     from fspbench.tune import run_grid
 
     bench = load_benchmark(args.benchmark, _results_dir(args))
-    grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1)
+    grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
+                    dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     n = grid["runs"]
     eff = grid["harness_efficiency"]
-    print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed of {n['total']} "
-          f"runs; {grid['trained_runs']} trained in {grid['wall_time_s']:.0f} s"
-          + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
+    skipped = f", {n['skipped']} skipped on this hardware" if n.get("skipped") else ""
+    print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed, "
+          f"{n.get('not_run', 0)} not run of {n['total']} runs{skipped}; {grid['trained_runs']} trained now in "
+          f"{grid['wall_time_s']:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
+    if n.get("not_run"):
+        print(f"[fspbench] {n['not_run']} runs were not run (the grid was stopped): run the same command again "
+              "to resume; finished runs are not trained again")
     print(f"[fspbench] results: {_results_dir(args)}/runs.parquet")
-    return 0 if n["failed"] == 0 else 1
+    return _exit_code(n)
+
+
+def _exit_code(counts: dict[str, int]) -> int:
+    """0 when every run of the grid is finished (ok, or diverged: a recorded result), 1 otherwise."""
+    return 0 if counts["failed"] == 0 and counts.get("not_run", 0) == 0 else 1
 
 
 def _results_dir(args: argparse.Namespace) -> str:
@@ -112,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder (default: results/<benchmark name>)")
     p.add_argument("--address", help="an existing Ray cluster, HOST:PORT or auto (default: a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no Tune status table")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the time estimate (calibrated on this machine) and the runs left; train nothing")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("submit", help="submit `fspbench run` as a Ray job to a cluster's job server")

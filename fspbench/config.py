@@ -175,6 +175,9 @@ class RunConfig:
     device: str = "auto"
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
     precision: str = "fp32"  # fp32 (the paper) | bf16 autocast (opt-in; the report shows its accuracy effect)
+    # bf16 on hardware without native bf16 (fspbench.hardware) is refused unless forced: it is emulated
+    # there, about 12x slower than fp32; forcing changes nothing in the result, so it is not in the run id
+    force_bf16: bool = False
     # NHWC activations and weights: on the 2-core CPU of docs/PERFORMANCE.md training runs 1.2-1.4x and
     # inference 1.03-1.23x faster than NCHW for every CIFAR ResNet measured, and NHWC is what GPU
     # tensor cores want; results differ from NCHW only by float rounding, so it is part of the run id
@@ -268,12 +271,13 @@ class RunConfig:
         """Content hash of the settings that change the result, with a readable prefix.
 
         The teacher enters as its run id, not its path, so moving results keeps ids stable.
-        Execution settings that do not change CPU results (threads) are left out.
+        Execution settings that do not change CPU results (threads, force_bf16) are left out.
         """
         d = self.to_dict()
         d["teacher"] = teacher_run_id
         d["fsp"] = self.fsp.identity()  # the effective FSP settings, whether given by style or key by key
         d.pop("threads")
+        d.pop("force_bf16")
         digest = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
         return f"{self.role}-{self.arch}-{self.method}-s{self.seed}-{digest}"
 

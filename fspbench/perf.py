@@ -14,6 +14,9 @@ so the ratios compare like with like on a noisy machine:
 - sgemm_gflops (fp32 matmul), train_gflops (ResNet-20 training FLOPs from torch.utils.flop_counter
   per second of fspbench's step), fp32_fraction_of_peak = their ratio;
 - bf16_img_s (fspbench's step under bf16 autocast) and bf16_speedup = bf16 / fp32 throughput;
+  bf16_native says whether the hardware has bf16 instructions (fspbench.hardware). Without them
+  bf16 is emulated, 12x slower than fp32 on an AVX2 CPU, so it is timed once for BF16_SLOW_STEPS
+  steps instead of in every round (perf then ends in under 3 minutes on any 2-core CPU);
 - nchw_img_s: fspbench's step in NCHW, the evidence for channels_last as the default;
 - peak_rss_mb of this process.
 
@@ -41,11 +44,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fspbench.config import RunConfig
 from fspbench.data import BatchStream, TaskData
+from fspbench.hardware import detect
 from fspbench.methods import CrossEntropy, FSPObjective, StageContext, StageSpec
 from fspbench.models import build_model
 from fspbench.train import make_optimizer, optimizer_step
 
 BATCH = 128
+BF16_SLOW_STEPS = 2  # timed bf16 steps (after one untimed) where bf16 is emulated
 KEYS = ("fspbench_img_s", "bare_img_s", "loop_vs_bare", "teacher_forward_img_s", "student_ce_img_s",
         "fsp_step_img_s", "fsp_overhead", "sgemm_gflops", "train_gflops", "fp32_fraction_of_peak", "bf16_img_s",
         "bf16_speedup", "peak_rss_mb")
@@ -130,12 +135,15 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
     # (step, context held while it is timed); compared figures share network instances, since two
     # instances of one network can differ by several percent in speed (memory placement)
     own = fspbench_step(dev)
+    hw = detect(dev.type)
+    bf16_step = fspbench_step(dev, precision="bf16").run
     timed: dict[str, tuple[Callable[[], Any], Any]] = {
         "fspbench": (own.run, nullcontext),
         "bare": (lambda: _bare_step(own.model, own.opt, x, y, nullcontext()), nullcontext),  # one fixed batch
         "nchw": (fspbench_step(dev, channels_last=False).run, nullcontext),
-        "bf16": (fspbench_step(dev, precision="bf16").run, nullcontext),
     }
+    if hw.native_bf16:
+        timed["bf16"] = (bf16_step, nullcontext)
     if compile:
         timed["compiled"] = (fspbench_step(dev, compile=True).run, nullcontext)
 
@@ -169,6 +177,8 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
             fn, ctx = timed[name]
             with ctx():
                 times[name].append(seconds_per_call(fn, dev, steps if name != "sgemm" else max(5, steps // 2)))
+    if not hw.native_bf16:  # emulated: one short timing, beside the rounds
+        times["bf16"] = [seconds_per_call(bf16_step, dev, BF16_SLOW_STEPS, warmup=1)] * repeats
     t = {k: statistics.median(v) for k, v in times.items()}
 
     def ratio(f: Callable[[dict[str, float]], float]) -> float:
@@ -200,6 +210,9 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     out["repeats"], out["steps"] = repeats, steps
     out["device_name"] = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    out["cpu_capability"] = hw.cpu_capability
+    out["bf16_native"] = hw.native_bf16
+    out["bf16_note"] = hw.bf16_source + ("" if hw.native_bf16 else f"; bf16 timed once for {BF16_SLOW_STEPS} steps")
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
@@ -256,7 +269,8 @@ def _worker(device: str, seconds: float, precision: str, threads: int) -> None:
 def table(figures: dict[str, Any]) -> str:
     """A readable two-column table of the figures."""
     width = max(map(len, figures))
-    return "\n".join(f"{k:<{width}}  {v:>12,.3f}" if isinstance(v, (int, float)) else f"{k:<{width}}  {v:>12}"
+    return "\n".join(f"{k:<{width}}  {v:>12,.3f}" if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     else f"{k:<{width}}  {v!s:>12}"
                      for k, v in figures.items())
 
 

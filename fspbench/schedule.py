@@ -20,44 +20,10 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
+from fspbench.estimate import chain_priority
 from fspbench.grid import GridRun
 
-
-def estimated_cost(run: GridRun, teacher_arch: str = "") -> float:
-    """Relative cost of a run: images through each network, weighted by its depth.
-
-    A frozen teacher's forward pass counts a third of a training step (measured for CIFAR
-    ResNets). Only the order of the runs depends on it, never a result.
-    """
-    from fspbench.methods import METHODS
-
-    def depth(arch: str) -> int:
-        digits = "".join(ch for ch in arch if ch.isdigit())
-        return int(digits) if digits else 20
-
-    cfg = run.config
-    method = METHODS[cfg.method]
-    stages = method.stages(cfg)
-    steps = sum(s.steps for s in stages)
-    # an objective class says whether it runs the teacher (FSP's main stage does not); a factory
-    # (KD's) is taken to, as its method needs a teacher
-    teacher_steps = sum(s.steps for s in stages if getattr(s.objective, "uses_teacher", method.needs_teacher))
-    teacher_depth = depth(teacher_arch) if teacher_arch else 0
-    return cfg.batch_size * cfg.width * (steps * depth(cfg.arch) + teacher_steps * teacher_depth / 3)
-
-
-def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
-    """run id -> its cost plus the costliest chain of runs that wait for it (its students).
-
-    Students have no students of their own, so a teacher's priority is its cost plus the
-    largest cost among its students in ``runs``.
-    """
-    own = {r.run_id: cost(r) for r in runs}
-    priority = dict(own)
-    for r in runs:
-        if r.teacher_run_id in own:
-            priority[r.teacher_run_id] = max(priority[r.teacher_run_id], own[r.teacher_run_id] + own[r.run_id])
-    return priority
+__all__ = ["TeacherFirst", "chain_priority"]
 
 
 class TeacherFirst(Searcher):

@@ -34,6 +34,7 @@ import fspbench
 from fspbench.config import RunConfig, config_from_dict
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
+from fspbench.hardware import check_precision, detect
 from fspbench.io import atomic_torch_save, sha256_file, write_record
 from fspbench.methods import METHODS, Objective, StageContext, StageSpec
 from fspbench.models import build_model
@@ -70,6 +71,8 @@ def environment(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        # what must match for bitwise-identical CPU runs, and whether bf16 is native (fspbench.hardware)
+        "hardware": detect(device.type).to_dict(),
         "git_commit": _git_commit(),
     }
     try:
@@ -215,6 +218,7 @@ def train_run(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    check_precision(cfg.precision, cfg.force_bf16, detect(device.type))
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     teacher = load_teacher(cfg.teacher, device) if cfg.teacher else None
     run_id = cfg.run_id(teacher.run_id if teacher else "")
@@ -240,12 +244,15 @@ def train_run(
     stream = BatchStream(data, cfg.batch_size, cfg.seed, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
+    # the teacher as results should name it: relative to the record's folder when it lies inside, so
+    # records carry no machine's absolute path (a grid passes its trials absolute paths)
+    portable = _relative_to(cfg.teacher, out)
     base = {
         "run_id": run_id, "role": cfg.role, "method": cfg.method, "arch": cfg.arch, "task": cfg.task,
         "seed": cfg.seed, "teacher_run_id": teacher.run_id if teacher else "",
     }
     record: dict[str, Any] = {
-        **base, "teacher": cfg.teacher, "config": cfg.to_dict(), "env": environment(device),
+        **base, "teacher": portable, "config": {**cfg.to_dict(), "teacher": portable}, "env": environment(device),
         "stages": [{"name": s.name, "steps": s.steps, "lr": s.lr, "milestones": list(s.milestones)}
                    for s in stages],
         "data": {"source": data.source, "train_images": int(data.train_y.numel()),
@@ -345,7 +352,7 @@ def train_run(
     if status == "ok":
         final_path = ckpt_dir / f"{run_id}.pt"
         digest = atomic_torch_save(
-            {"run_id": run_id, "config": cfg.to_dict(), "model": student.state_dict(),
+            {"run_id": run_id, "config": record["config"], "model": student.state_dict(),
              "num_classes": data.num_classes, "in_channels": data.in_channels}, final_path)
         record["checkpoint"] = {"path": os.path.relpath(final_path, out), "sha256": digest}
     write_record(out / f"{run_id}.json", _finite(record))
@@ -377,6 +384,16 @@ def _fire_fault(run_id: str, ckpt_dir: Path, step: int) -> None:
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     (ckpt_dir / f"{run_id}.fault").write_text(f"crashed at step {step}\n")
     raise RuntimeError(f"{FAULT_ENV}: injected crash of {run_id} at step {step}")
+
+
+def _relative_to(path: str, folder: Path) -> str:
+    """``path`` relative to ``folder`` when it lies inside it, else unchanged."""
+    if not path or not Path(path).is_absolute():
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return path
 
 
 def _count(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> int:

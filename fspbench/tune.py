@@ -31,7 +31,9 @@ from typing import Any
 import pandas as pd
 
 from fspbench.errors import BadInput
+from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration, simulate
 from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
+from fspbench.hardware import Hardware, detect
 from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
 from fspbench.lock import ResultsLock
 
@@ -197,36 +199,61 @@ def _fmt(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
-def _progress_callback(total: int, order: Any) -> Any:
+def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
     from ray.tune import Callback
+
+    total = len(runs)
+    by_id = {r.run_id: r for r in runs}
 
     class GridProgress(Callback):
         """One line per ended run: done / running / pending / failed, elapsed, remaining.
 
-        Failed counts the trials that errored and the students ``order`` never started
-        because their teacher did not end ok.
+        Failed counts the trials that errored and the students ``order`` never started because
+        their teacher did not end ok. Remaining is the estimate's simulated schedule of the runs
+        not yet ended, scaled by measured / estimated seconds of the runs that have (estimate.py).
         """
 
         def __init__(self) -> None:
             self.start = time.monotonic()
             self.done = self.errored = 0
+            self.began: dict[str, float] = {}  # run id -> when its trial started
+            self.ended: set[str] = set()
+            self.measured = self.estimated = 0.0
+
+        def remaining(self, now: float) -> float:
+            scale = self.measured / self.estimated if self.estimated else 1.0
+            left = [r for r in runs if r.run_id not in self.ended and r.run_id not in order.blocked]
+            secs = {r.run_id: max(0.0, est.run_s[r.run_id] * scale - (now - self.began.get(r.run_id, now)))
+                    for r in left}
+            return simulate(left, secs, est.slots, first=[i for i in self.began if i not in self.ended])
 
         def _line(self, trials: list[Any], ended: Any) -> None:
             failed = self.errored + len(order.blocked)
             running = sum(t.status == "RUNNING" and t is not ended for t in trials)
             pending = total - self.done - failed - running
-            elapsed = time.monotonic() - self.start
-            finished = self.done + failed
-            remaining = _fmt(elapsed / finished * (total - finished)) if finished else "?"
+            now = time.monotonic()
             print(f"[fspbench] grid: {self.done} done, {running} running, {pending} pending, "
-                  f"{failed} failed; elapsed {_fmt(elapsed)}, remaining ~{remaining}", flush=True)
+                  f"{failed} failed; elapsed {_fmt(now - self.start)}, remaining ~{_fmt(self.remaining(now))}",
+                  flush=True)
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.began.setdefault(trial.config["run_id"], time.monotonic())
+
+        def _end(self, trial: Any) -> None:
+            run_id = trial.config["run_id"]
+            self.ended.add(run_id)
+            if run_id in self.began and run_id in by_id:
+                self.measured += time.monotonic() - self.began[run_id]
+                self.estimated += est.run_s[run_id]
 
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.done += 1
+            self._end(trial)
             self._line(trials, trial)
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             self.errored += 1
+            self._end(trial)
             self._line(trials, trial)
 
     return GridProgress()
@@ -235,28 +262,25 @@ def _progress_callback(total: int, order: Any) -> Any:
 # ---------------------------------------------------------------- the Tune run
 
 
-def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, verbose: int) -> set[str]:
+def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> set[str]:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
     Returns the ids of the students never started because their teacher did not end ok.
 
-    ``slots`` trials run at once (the cluster's resources at the start); Tune then asks the
+    ``est.slots`` trials run at once (the cluster's resources at the start); Tune then asks the
     order for a run only when a slot frees up, so the choice is made as late as possible.
     Without any slot yet (an autoscaling cluster that starts empty), Tune's own pace of one
     pending trial at a time applies.
     """
     from ray import tune
 
-    from fspbench.schedule import TeacherFirst, estimated_cost  # imports Ray Tune: only when a grid runs
+    from fspbench.schedule import TeacherFirst  # imports Ray Tune: only when a grid runs
 
-    teacher_arch = {t.run_id: t.config.arch for t in bench.teachers}
-
-    def cost(run: GridRun) -> float:
-        return estimated_cost(run, teacher_arch.get(run.teacher_run_id, ""))
+    def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
+        return est.run_s[run.run_id]
 
     def teacher_status(run_id: str) -> str:
-        rec = read_run_record(paths.record(run_id))
-        return rec.get("status", "missing") if rec else "missing"
+        return _status(paths, run_id)
 
     def blocked(run: GridRun, status: str) -> None:
         _mark_blocked(paths, run, status)
@@ -272,7 +296,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
         tune_config=tune.TuneConfig(
             search_alg=order,
             num_samples=len(runs),
-            max_concurrent_trials=slots or None,
+            max_concurrent_trials=est.slots or None,
             trial_name_creator=lambda t: t.config["run_id"],
             trial_dirname_creator=lambda t: t.config["run_id"],
             reuse_actors=True,  # keeps the imported torch and the cached data set between trials
@@ -282,7 +306,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, slots: int, 
             storage_path=str(paths.ray.resolve()),
             failure_config=tune.FailureConfig(max_failures=2),  # retried from the last checkpoint
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_progress_callback(len(runs), order)],
+            callbacks=[_progress_callback(runs, order, est)],
             verbose=verbose,
         ),
     )
@@ -352,9 +376,14 @@ def _mark_blocked(paths: Paths, run: GridRun, teacher_status: str) -> None:
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
-             verbose: int = 1) -> dict[str, Any]:
-    """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json."""
+             verbose: int = 1, dry_run: bool = False) -> dict[str, Any]:
+    """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json.
+
+    ``dry_run``: print the time estimate and the runs it would train, write nothing, return the plan.
+    """
     paths = Paths(Path(results))
+    if dry_run:
+        return _dry_run(bench, paths, address)
     check_writable(paths.root)
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
@@ -371,49 +400,172 @@ def check_writable(root: Path) -> None:
                        "pass a folder you can write to")
 
 
-def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
-                verbose: int) -> dict[str, Any]:
-    started, t0 = _now(), time.monotonic()
+@dataclass
+class Plan:
+    """What one ``fspbench run`` will do: the runs left to train on the hardware the trials get."""
+
+    pending: list[GridRun]  # to train now (finished runs and skipped ones left out)
+    skipped: list[GridRun]  # bf16 runs this hardware cannot run natively (hardware.check_precision)
+    hardware: Hardware
+    cpus: float
+    gpus: float
+    estimate: Estimate | None  # None when nothing is left to train
+
+    @property
+    def skip_reason(self) -> str:
+        return f"no native bf16 on this machine ({self.hardware.bf16_source})" if self.skipped else ""
+
+
+def _status(paths: Paths, run_id: str) -> str:
+    rec = read_run_record(paths.record(run_id))
+    return rec.get("status", "missing") if rec else "missing"
+
+
+def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
+    """The runs to train now: unfinished ones, and teachers whose weights are gone.
+
+    A student of a teacher that diverged is not pending: the teacher is finished (never trained
+    again) and left no weights, so the student stays failed with that reason.
+    """
     pending = [r for r in bench.runs if not is_finished(paths, r)]
+    left = {r.run_id for r in pending}
+    diverged = {t.run_id for t in bench.teachers if t.run_id not in left and _status(paths, t.run_id) == "diverged"}
+    pending = [r for r in pending if r.teacher_run_id not in diverged]
     # students still to train need their teacher's weights: a teacher whose file is gone or altered
     # is trained again (the CPU path is deterministic, so it comes back the same)
     needed = {r.teacher_run_id for r in pending if r.teacher_run_id}
     redo = {t.run_id for t in bench.teachers if t.run_id in needed and t not in pending
             and not teacher_usable(paths, t.run_id)}
-    if redo:
-        pending = [r for r in bench.runs if r.run_id in redo or r in pending]
-    trained_before = {r.run_id for r in bench.runs} - {r.run_id for r in pending}
-    print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(trained_before)} already finished, "
-          f"{len(pending)} to train; results in {paths.root}", flush=True)
-    cpus = gpus = 0.0
-    trained = pending
-    if pending:
+    return [r for r in bench.runs if r.run_id in redo or r in pending] if redo else pending
+
+
+def _plan(bench: Benchmark, paths: Paths, address: str | None, connected: bool) -> Plan:
+    """Pending runs, the trials' hardware, bf16 groups it cannot run, and the calibrated estimate.
+
+    ``connected``: Ray is up (a real run); the cluster's resources then give the slots, and on a
+    cluster (``address``) the hardware and calibration are measured in a task with a trial's resources.
+    Without Ray (a dry run on this machine) the slots are this machine's cores (and GPUs).
+    """
+    pending = _pending(bench, paths)
+    if connected:
         import ray
 
-        connect(address)  # before anything is written: a bad address leaves no trace
+        res = ray.cluster_resources()
+        cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
+    else:
+        cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
+    device = _trial_device(bench)
+    threads = max(1, int(bench.resources["cpu"]))
+    hw = _remote(bench, lambda: detect(device)) if connected and address else detect(device)
+    skipped = [r for r in pending if r.config.precision == "bf16" and not r.config.force_bf16 and not hw.native_bf16]
+    pending = [r for r in pending if r not in skipped]
+    for group in dict.fromkeys(r.group for r in skipped):
+        n = sum(r.group == group for r in skipped)
+        print(f"[fspbench] group {group!r} skipped ({n} runs): bf16 asked for, but {hw.describe()} has no native "
+              f"bf16 ({hw.bf16_source}); add force_bf16 = true to the group to run it anyway", flush=True)
+    est = None
+    if pending:
+        slots = _slots(bench, cpus, gpus) or 1
+        est = (_remote(bench, lambda: estimate_grid(bench, pending, slots, threads)) if connected and address
+               else estimate_grid(bench, pending, slots, threads))
+    return Plan(pending, skipped, hw, cpus, gpus, est)
+
+
+def _trial_device(bench: Benchmark) -> str:
+    import torch
+
+    wants_gpu = bench.resources["gpu"] > 0
+    return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _remote(bench: Benchmark, fn: Any) -> Any:
+    """``fn()`` run in a Ray task with a trial's resources, so on a node of the kind the trials get."""
+    import ray
+
+    task = ray.remote(fn).options(num_cpus=bench.resources["cpu"], num_gpus=bench.resources["gpu"])
+    return ray.get(task.remote())
+
+
+def _print_estimate(bench: Benchmark, plan: Plan) -> None:
+    est = plan.estimate
+    if est is None:
+        return
+    cal = est.calibration
+    how = (f"calibrated in {cal.measured_s:.1f} s ({cal.measured} step kinds measured, {cal.cached} cached)"
+           if cal.measured else f"calibration of {cal.cached} step kinds read from {cache_path()}")
+    print(f"[fspbench] estimate: {fmt_duration(est.wall_s)} for {len(plan.pending)} runs on {est.slots} slots of "
+          f"{plan.hardware.describe()}, {est.threads} thread(s) per trial; {how}", flush=True)
+
+
+def _dry_run(bench: Benchmark, paths: Paths, address: str | None) -> dict[str, Any]:
+    if address:
+        connect(address)
+    plan = _plan(bench, paths, address, connected=bool(address))
+    print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(plan.pending)} to train, {len(plan.skipped)} "
+          f"skipped; results would go to {paths.root} (dry run: nothing is trained or written)", flush=True)
+    est = plan.estimate
+    if est is not None:
+        width = max(len(r.run_id) for r in plan.pending)
+        for r in plan.pending:
+            print(f"  {r.run_id:<{width}}  {r.group:<14} {est.run_s[r.run_id]:8.1f} s", flush=True)
+    _print_estimate(bench, plan)
+    return {"name": bench.name, "dry_run": True, "pending": [r.run_id for r in plan.pending],
+            "skipped": [r.run_id for r in plan.skipped], "hardware": plan.hardware.to_dict(),
+            "estimate": est.summary() if est else None}
+
+
+def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
+                verbose: int) -> dict[str, Any]:
+    started, t0 = _now(), time.monotonic()
+    pending = _pending(bench, paths)
+    plan = Plan([], [], detect(_trial_device(bench)), 0.0, 0.0, None)
+    trained: list[GridRun] = []
+    if pending:
+        if address:
+            connect(address)  # before anything is written: a bad address leaves no trace
+        plan = _plan(bench, paths, address, connected=bool(address))
+    print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(bench.runs) - len(pending)} already finished, "
+          f"{len(plan.skipped)} skipped, {len(plan.pending)} to train; results in {paths.root}", flush=True)
+    if plan.pending and plan.estimate is not None:
+        _print_estimate(bench, plan)
+        connect(address)  # a local Ray starts only when something is to be trained
         lock.acquire()
         paths.runs.mkdir(parents=True, exist_ok=True)
-        resources = ray.cluster_resources()
-        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-        blocked = _tune_runs(pending, bench, paths, _slots(bench, cpus, gpus), verbose)
-        trained = [r for r in pending if r.run_id not in blocked]
+        blocked = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
+        trained = [r for r in plan.pending if r.run_id not in blocked]
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
-    return _write_outputs(bench, paths, started, time.monotonic() - t0, trained, cpus, gpus)
+    return _write_outputs(bench, paths, started, time.monotonic() - t0, trained, plan)
 
 
 def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, trained: list[GridRun],
-                   cpus: float, gpus: float) -> dict[str, Any]:
-    records = []
+                   plan: Plan) -> dict[str, Any]:
+    records, not_run = [], []
+    skipped = {r.run_id for r in plan.skipped}
     for r in bench.runs:
+        if r.run_id in skipped:  # not run on this hardware: counted in grid.json, not as a failure
+            continue
         rec = read_run_record(paths.record(r.run_id))
-        if rec is None:  # never started (e.g. the driver stopped first): still listed as failed
-            rec = _failed_record(r, "never started")
-        records.append(rec)
+        if rec is None and r.teacher_run_id and _status(paths, r.teacher_run_id) == "diverged":
+            _mark_blocked(paths, r, "diverged")
+            rec = read_run_record(paths.record(r.run_id))
+        if rec is None:  # never started (the grid was stopped first): not run, and not failed
+            not_run.append(r.run_id)
+        else:
+            records.append(rec)
     write_parquet(runs_table(records, run_labels(bench)), paths.root / "runs.parquet")
-    trained_ids = {r.run_id for r in trained}
+    # trained now: a run of this invocation that has a record from it (an interrupted grid trains fewer)
+    trained_ids = {r.run_id for r in trained
+                   if (rec := read_record(paths.record(r.run_id))) and str(rec.get("finished_at", "")) >= started}
     trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
+    cpus, gpus = plan.cpus, plan.gpus
     slots = _slots(bench, cpus, gpus)
     counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
     grid = {
@@ -434,11 +586,16 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         # the trials' evaluations (curve points and final test set), which harness_efficiency counts as overhead
         "eval_time_s": round(eval_time, 2),
         "eval_share": round(eval_time / (wall * slots), 4) if trained_ids and slots and wall else None,
-        "runs": {"total": len(records), **counts},
+        "runs": {"total": len(records) + len(not_run), **counts, "not_run": len(not_run), "skipped": len(skipped)},
+        # the trials' hardware (fspbench.hardware) and the estimate made before they started (estimate.py)
+        "hardware": plan.hardware.to_dict(),
+        "estimate": plan.estimate.summary() if plan.estimate else None,
+        "skipped": {"runs": sorted(skipped), "groups": sorted({r.group for r in plan.skipped}),
+                    "reason": plan.skip_reason},
     }
     previous = read_record(paths.root / "grid.json")
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
-        grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text}
+        grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text, "skipped": grid["skipped"]}
     grid["history"] = (previous or {}).get("history", []) + [
         {"started_at": started, "finished_at": _now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
          "trial_time_s": round(trial_time, 2), "cpus": cpus, "gpus": gpus}]

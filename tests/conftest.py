@@ -15,6 +15,14 @@ from helpers import free_port, run_cli, tiny
 from fspbench.train import train_run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def calibration_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One calibration cache for the test run (subprocesses and Ray inherit it), not the user's."""
+    path = tmp_path_factory.mktemp("calibration")
+    os.environ["FSPBENCH_CACHE_DIR"] = str(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def teacher_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ResNet-14 teacher on real Fashion-MNIST (1,000 training images), trained once."""

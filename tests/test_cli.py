@@ -94,3 +94,13 @@ def test_missing_data_names_the_three_sources(tmp_path: Path) -> None:
     line = res.stderr.strip()
     assert "\n" not in line
     assert "FSPBENCH_DATA" in line and str(empty / "cifar10") in line and "download" in line
+
+
+def test_train_of_a_diverging_run_records_it_and_exits_0(tmp_path: Path) -> None:
+    """The same rule as `fspbench run`: a diverged run is a recorded result (exit 0); only failures exit 1."""
+    cfg = {**TINY, "arch": "resnet8", "steps": 30, "lr": 1e8, "device": "cpu"}
+    res = run_cli("train", *set_args(cfg), "--out", str(tmp_path), "--quiet")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "status diverged" in res.stdout
+    (rec,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
+    assert rec["status"] == "diverged"

@@ -125,7 +125,7 @@ def test_diverged_run_is_recorded_and_the_grid_goes_on(ray_cluster, tmp_path: Pa
                   env=ray_cluster["env"])
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]  # diverging is a result, not an error
     grid = json.loads((results / "grid.json").read_text())
-    assert grid["runs"] == {"total": 2, "ok": 1, "diverged": 1, "failed": 0}
+    assert grid["runs"] == {"total": 2, "ok": 1, "diverged": 1, "failed": 0, "not_run": 0, "skipped": 0}
     df = pd.read_parquet(results / "runs.parquet")
     bad = df[df.status == "diverged"]
     assert bad.run_id.nunique() == 1 and bad.step.max() < 30  # stopped early, its last metrics kept
@@ -201,3 +201,21 @@ def test_cli_bad_input_exits_2(args: list[str], expected: str) -> None:
     res = run_cli(*args)
     assert res.returncode == 2, res.stderr
     assert res.stderr.count("\n") == 1 and expected in res.stderr and "Traceback" not in res.stderr
+
+
+def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
+    """An interrupted grid: runs without a record are counted as not run, none as failed or trained, exit 1."""
+    from fspbench import cli, tune
+    from fspbench.grid import load_benchmark
+    from fspbench.hardware import detect
+
+    bench = load_benchmark(TINY, tmp_path / "R")
+    paths = tune.Paths(tmp_path / "R")
+    paths.runs.mkdir(parents=True)
+    plan = tune.Plan(bench.runs, [], detect("cpu"), 2.0, 0.0, None)
+    grid = tune._write_outputs(bench, paths, tune._now(), 5.0, bench.runs, plan)
+    n = len(bench.runs)
+    assert grid["runs"] == {"total": n, "ok": 0, "diverged": 0, "failed": 0, "not_run": n, "skipped": 0}
+    assert grid["trained_runs"] == 0
+    assert cli._exit_code(grid["runs"]) == 1
+    assert cli._exit_code({**grid["runs"], "not_run": 0, "diverged": 1}) == 0  # diverged is a result

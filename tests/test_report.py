@@ -28,6 +28,26 @@ def report(smoke_results: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
 
 
 @pytest.mark.slow  # the smoke grid on Ray
+def test_smoke_grid_records_its_hardware_and_an_estimate_within_25_percent(smoke_results: Path,
+                                                                          report: tuple[Path, dict]) -> None:
+    grid = json.loads((smoke_results / "grid.json").read_text())
+    est = grid["estimate"]
+    assert est["runs"] == grid["trained_runs"] and est["slots"] == grid["concurrent_slots"]
+    print(f"smoke: estimated {est['wall_time_s']} s, measured {grid['wall_time_s']} s on "
+          f"{grid['hardware']['cpu_capability']}")
+    assert 0.75 <= grid["wall_time_s"] / est["wall_time_s"] <= 1.25
+    texts = [p.read_text() for p in (smoke_results / "runs").glob("*.json")]
+    records = [json.loads(t) for t in texts]
+    assert all(r["env"]["hardware"] == grid["hardware"] for r in records)
+    # portable results: no record names the folder by its absolute path (teachers are relative to runs/)
+    assert not [t for t in texts if str(smoke_results.resolve()) in t]
+    assert {r["teacher"] for r in records if r["teacher"]} == {f"{r['teacher_run_id']}.json" for r in records
+                                                               if r["teacher_run_id"]}
+    env = pd.read_csv(report[0] / "tables" / "environment.csv").set_index("item")["value"]
+    assert env["torch CPU capability"] == grid["hardware"]["cpu_capability"]
+    assert env["last run: estimated / measured wall time (s)"].startswith(f"{est['wall_time_s']:.0f} / ")
+
+
 def test_report_files(report: tuple[Path, dict]) -> None:
     out, summary = report
     md = (out / "report.md").read_text()

@@ -107,6 +107,15 @@ def test_no_barrier_between_teachers_and_students_on_ray(ray_cluster, tmp_path: 
     assert blocked["error"] == f"teacher {bad_teacher['run_id']} ended with status diverged"
     assert bad_teacher["status"] == "diverged" and not blocked["curve"]
     grid = json.loads((results / "grid.json").read_text())
-    assert grid["runs"] == {"total": 5, "ok": 3, "diverged": 1, "failed": 1}
+    assert grid["runs"] == {"total": 5, "ok": 3, "diverged": 1, "failed": 1, "not_run": 0, "skipped": 0}
     assert grid["trained_runs"] == 4  # the blocked student is not counted as trained
     assert "not started, its teacher ended with status diverged" in res.stdout
+
+    # a rerun trains nothing: the diverged teacher is finished, its student stays failed without Ray
+    bad_text = (results / "runs" / f"{bad_teacher['run_id']}.json").read_text()
+    again = run_cli("run", ORDER, "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                    env=ray_cluster["env"])
+    assert again.returncode == 1, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "0 to train" in again.stdout and "0 trained now" in again.stdout
+    assert (results / "runs" / f"{bad_teacher['run_id']}.json").read_text() == bad_text
+    assert json.loads((results / "grid.json").read_text())["runs"]["failed"] == 1

@@ -187,7 +187,7 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
         # the teacher enters by its group, not its run id: with teacher_seeds the students of one arm
         # learn from several teacher seeds, split by student seed alike in both precisions
         d = configs[row.run_id].to_dict()
-        for k in ("seed", "precision", "teacher", "threads"):
+        for k in ("seed", "precision", "teacher", "threads", "force_bf16"):
             d.pop(k)
         return repr(sorted(d.items())) + teacher_group.get(row.teacher_run_id, "")
 
@@ -226,9 +226,10 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
     Time figures sum the grid's history (every ``fspbench run`` that trained something); a rerun that
     trained nothing adds nothing. Per-trial resources come from grid.json's trial_resources.
     """
-    def uniq(key: str) -> str:
-        vals = sorted({str((r.get("env") or {}).get(key)) for r in records if (r.get("env") or {}).get(key)
-                       is not None})
+    def uniq(key: str, within: str = "") -> str:
+        envs = [(r.get("env") or {}) for r in records]
+        envs = [(e.get(within) or {}) for e in envs] if within else envs
+        vals = sorted({str(e.get(key)) for e in envs if e.get(key) is not None})
         return ", ".join(vals) if vals else "not recorded"
 
     history = [h for h in grid.get("history", []) if h.get("trained_runs")]
@@ -250,6 +251,9 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
     rows = [
         ("benchmark", grid.get("name", "")),
         ("processor", uniq("processor")),
+        # what bitwise-identical CPU runs need to share, beside threads and versions (fspbench.hardware)
+        ("torch CPU capability", uniq("cpu_capability", "hardware")),
+        ("native bf16", uniq("native_bf16", "hardware")),
         ("cpu_count (per node)", uniq("cpu_count")),
         ("gpu", uniq("gpu") if uniq("gpu") != "not recorded" else "none"),
         ("device", uniq("device")),
@@ -271,9 +275,26 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
         ("CPU hours (trial time x cpu per trial)", f"{trial_s * cpu / 3600:.4f}"),
         ("GPU hours (trial time x gpu per trial)", f"{trial_s * gpu / 3600:.4f}"),
         ("wall time (s)", f"{wall_s:.1f}"),
+        ("last run: estimated / measured wall time (s)", _estimate_vs_wall(grid)),
         ("harness efficiency", f"{eff:.4f}" if eff is not None else "not recorded"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
+
+
+def _estimate_vs_wall(grid: Mapping[str, Any]) -> str:
+    est = grid.get("estimate") or {}
+    if not est.get("wall_time_s") or not grid.get("wall_time_s"):
+        return "not recorded"
+    ratio = float(grid["wall_time_s"]) / float(est["wall_time_s"])
+    return f"{float(est['wall_time_s']):.0f} / {float(grid['wall_time_s']):.0f} (measured / estimated {ratio:.2f})"
+
+
+def precision_not_run(grid: Mapping[str, Any], bench_groups: Mapping[str, int]) -> pd.DataFrame:
+    """The bf16 groups a grid skipped because its hardware has no native bf16 (grid.json "skipped")."""
+    skipped = grid.get("skipped") or {}
+    rows = [{"group": g, "runs": bench_groups.get(g, 0), "status": "not run: no native bf16 on this machine"}
+            for g in skipped.get("groups", [])]
+    return pd.DataFrame(rows, columns=["group", "runs", "status"])
 
 
 # ---------------------------------------------------------------- files
