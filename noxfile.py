@@ -27,9 +27,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests and this file."""
-    session.install("ruff")
-    session.run("ruff", "check", "fspbench", "tests", "noxfile.py", *session.posargs)
+    """ruff over the package, tests and this file; mypy (strict where pyproject.toml says); no function
+    in the package longer than 80 lines."""
+    _install(session, "dev")  # mypy reads torch's, numpy's and pandas' types
+    session.run("ruff", "check", "fspbench", "tests", "tools", "noxfile.py", *session.posargs)
+    session.run("mypy")
+    session.run("python", "tools/function_length.py", "--max", "80", "fspbench")
 
 
 def _results_dir(args: list[str]) -> str:

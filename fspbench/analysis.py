@@ -30,13 +30,15 @@ per arm; a percentile bootstrap does not). The rules (docs/METHOD.md states them
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
 from fspbench import stats
+from fspbench.spec import AblationSpec, ClaimSpec
 
 REPORT_MARGINS = (0.25, 0.5, 1.0)  # non-inferiority margins the report shows beside the declared one
 RULES = {
@@ -183,12 +185,16 @@ def _select(runs: pd.DataFrame, group: str, method: str, arch: str | None, budge
     return sel.sort_values("run_id")
 
 
+def arm_label(method: str, init: int, main: int, unit: str = " steps") -> str:
+    """"fsp 200+600 steps" (stage 1 + main task) or "scratch 600 steps": the one way arms are named."""
+    return f"{method} {init}+{main}{unit}" if init else f"{method} {main}{unit}"
+
+
 def steps_label(sel: pd.DataFrame) -> str:
-    """"fsp 200+600 steps" (stage 1 + main task) or "scratch 600 steps" for runs of one method and budget."""
+    """arm_label of runs of one method and budget ("none" for no runs)."""
     if sel.empty:
         return "none"
-    method, init, main = str(sel["method"].iloc[0]), int(sel["init_steps"].max()), int(sel["budget"].iloc[0])
-    return f"{method} {init}+{main} steps" if init else f"{method} {main} steps"
+    return arm_label(str(sel["method"].iloc[0]), int(sel["init_steps"].max()), int(sel["budget"].iloc[0]))
 
 
 def _matching(t: pd.DataFrame, c: pd.DataFrame) -> str:
@@ -260,22 +266,23 @@ def _per_teacher(runs: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame) -
     """Each teacher's FSP students against all scratch students: the spread between teachers."""
     teachers = runs.set_index("run_id")
     out = []
-    for k, (tid, sel) in enumerate(sorted(fsp.groupby("teacher_run_id"), key=lambda kv: kv[0])):
+    for k, tid in enumerate(sorted(str(t) for t in fsp["teacher_run_id"].unique())):
+        sel = fsp[fsp["teacher_run_id"] == tid]
         t = compare_accuracy(f"fsp_teacher{k + 1}_vs_scratch", sel, scratch, _matching(sel, scratch), role="teacher")
-        t_acc = 100 * float(teachers.loc[tid, "final_acc"]) if tid in teachers.index else math.nan
+        t_acc = 100 * float(cast(float, teachers.at[tid, "final_acc"])) if tid in teachers.index else math.nan
         out.append(replace(t, extra={**t.extra, "teacher_run_id": tid, "teacher_acc": t_acc}))
     return out
 
 
-def _accuracy_claim(key: str, runs: pd.DataFrame, cfg: dict[str, Any] | None) -> Claim:
-    if not cfg:
+def _accuracy_claim(key: str, runs: pd.DataFrame, cfg: ClaimSpec | None) -> Claim:
+    if cfg is None:
         return _not_run(key, "the benchmark declares no comparison for this claim")
-    group, arch, full = cfg["group"], cfg.get("arch"), int(cfg["budget"])
+    group, arch, full = cfg.group, cfg.arch, cfg.budget
     fsp, scratch = _select(runs, group, "fsp", arch, full), _select(runs, group, "scratch", arch, full)
     if fsp.empty or scratch.empty:
         return _not_run(key, f"group {group}: no fsp or no scratch runs at {full} steps in the results")
     main = compare_accuracy("fsp_vs_scratch", fsp, scratch, _matching(fsp, scratch), role="decides")
-    reg = regime(runs, group, arch, full, float(cfg.get("converged_gain", 1.0)))
+    reg = regime(runs, group, arch, full, cfg.converged_gain)
     tests = [main] + ([reg.gain] if reg.gain else [])
     init = int(fsp["init_steps"].max())
     matched = _select(runs, group, "scratch", arch, full + init)
@@ -318,13 +325,13 @@ def _to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame,
     return out
 
 
-def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None) -> tuple[Claim, float | None]:
+def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None) -> tuple[Claim, float | None]:
     key = "fast_optimization"
-    if not cfg:
+    if cfg is None or cfg.short_budget is None:
         return _not_run(key, "the benchmark declares no comparison for this claim"), None
-    group, arch = cfg["group"], cfg.get("arch")
-    short, full = int(cfg["short_budget"]), int(cfg["full_budget"])
-    margin, target_frac = float(cfg.get("margin", 0.5)), float(cfg.get("target", 0.99))
+    group, arch = cfg.group, cfg.arch
+    short, full = cfg.short_budget, cfg.budget
+    margin, target_frac = cfg.margin, cfg.target
     fsp = _select(runs, group, "fsp", arch, short)
     scratch_full = _select(runs, group, "scratch", arch, full)
     if fsp.empty or scratch_full.empty:
@@ -334,7 +341,7 @@ def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None
     t_vals, c_vals = 100 * fsp["final_acc"].to_numpy(float), 100 * scratch_full["final_acc"].to_numpy(float)
     main = replace(main, p_value=stats.welch_p(t_vals, c_vals, null=-margin, alternative="greater"),
                    extra={**main.extra, "margin": margin, "p_value_kind": "one-sided Welch, H0: difference <= -margin"})
-    reg = regime(runs, group, arch, full, float(cfg.get("converged_gain", 1.0)))
+    reg = regime(runs, group, arch, full, cfg.converged_gain)
     tests = [main] + ([reg.gain] if reg.gain else [])
     scratch_short = _select(runs, group, "scratch", arch, short)
     if not scratch_short.empty:
@@ -357,7 +364,7 @@ def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: dict[str, Any] | None
     return Claim(key, verdict, reason, RULES[key], tuple(tests), summary, reg, by_test, need, by_margin), target
 
 
-def analyze(df: pd.DataFrame, claims: dict[str, dict[str, Any]]) -> Analysis:
+def analyze(df: pd.DataFrame, claims: Mapping[str, ClaimSpec]) -> Analysis:
     """All three claims from a labelled runs table and the benchmark's claim tables."""
     runs = final_runs(df)
     fast, target = _fast_claim(df, runs, claims.get("fast_optimization"))
@@ -414,16 +421,16 @@ def changes_accuracy(test: Test, equivalence: float) -> str:
     return "inconclusive"
 
 
-def ablation(df: pd.DataFrame, spec: dict[str, Any] | None) -> Ablation | None:
+def ablation(df: pd.DataFrame, spec: AblationSpec | None) -> Ablation | None:
     """Each arm of the [ablation] table against the reference group's FSP students and its scratch students."""
-    if not spec:
+    if spec is None:
         return None
     runs = final_runs(df)
-    ref, budget, eq = spec["reference"], int(spec["budget"]), float(spec["equivalence"])
+    ref, budget, eq = spec.reference, spec.budget, spec.equivalence
     ref_fsp, scratch = _select(runs, ref, "fsp", None, budget), _select(runs, ref, "scratch", None, budget)
-    reg = regime(runs, ref, None, budget, float(spec["converged_gain"]))
+    reg = regime(runs, ref, None, budget, spec.converged_gain)
     arms = []
-    for group in spec["arms"]:
+    for group in spec.arms:
         fsp = _select(runs, group, "fsp", None, budget)
         if fsp.empty or ref_fsp.empty or scratch.empty:
             continue

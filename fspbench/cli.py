@@ -23,11 +23,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _train(args: argparse.Namespace) -> int:
     from fspbench.config import config_from_dict, load_config_file, merge, parse_set
-    from fspbench.train import train_run
 
     raw = load_config_file(args.config) if args.config else {}
     raw = merge(raw, parse_set(args.set))
-    cfg = config_from_dict(raw, source=args.config or "--set")
+    cfg = config_from_dict(raw, source=args.config or "--set")  # bad settings exit 2 before torch is imported
+    from fspbench.train import train_run
     record = train_run(cfg, args.out, progress=not args.quiet)
     final = record["final"]
     print(f"{record['run_id']}: status {record['status']}, test accuracy {100 * final['test_acc']:.2f}% "
@@ -46,11 +46,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     n = grid["runs"]
-    eff = grid["harness_efficiency"]
+    now = grid["history"][-1]  # this invocation (grid.json keeps the figures of the last one that trained)
+    eff = grid["harness_efficiency"] if now["trained_runs"] else None
     skipped = f", {n['skipped']} skipped on this hardware" if n.get("skipped") else ""
     print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed, "
-          f"{n.get('not_run', 0)} not run of {n['total']} runs{skipped}; {grid['trained_runs']} trained now in "
-          f"{grid['wall_time_s']:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
+          f"{n.get('not_run', 0)} not run of {n['total']} runs{skipped}; {now['trained_runs']} trained now in "
+          f"{now['wall_time_s']:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
     if n.get("not_run"):
         print(f"[fspbench] {n['not_run']} runs were not run (the grid was stopped): run the same command again "
               "to resume; finished runs are not trained again")

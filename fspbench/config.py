@@ -21,6 +21,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from fspbench import registry
 from fspbench.errors import BadInput
 
 ROLES = ("teacher", "student")
@@ -186,11 +187,9 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Check values that types alone cannot; raise BadInput naming the key."""
-        from fspbench import data, methods, models  # late: these import torch
-
-        _one_of("task", self.task, tuple(data.TASKS))
-        models.check_arch(self.arch)
-        _one_of("method", self.method, tuple(methods.METHODS))
+        _one_of("task", self.task, tuple(registry.TASKS))
+        registry.check_arch(self.arch)
+        _one_of("method", self.method, tuple(registry.METHODS))
         _one_of("role", self.role, ROLES)
         _one_of("device", self.device, DEVICES)
         _one_of("precision", self.precision, PRECISIONS)
@@ -226,7 +225,10 @@ class RunConfig:
                 )
         if len(set(self.classes)) != len(self.classes):
             raise BadInput(f"classes: expected distinct class ids, got {list(self.classes)}")
-        method = methods.METHODS[self.method]
+        n = registry.TASKS[self.task].num_classes
+        if any(not 0 <= c < n for c in self.classes):
+            raise BadInput(f"classes: expected class ids in 0..{n - 1} for {self.task}, got {list(self.classes)}")
+        method = registry.METHODS[self.method]
         if method.needs_teacher and not self.teacher:
             raise BadInput(
                 f"teacher: method {self.method!r} needs a teacher: "
@@ -240,18 +242,17 @@ class RunConfig:
         return self
 
     def _validate_fsp(self) -> None:
-        from fspbench import features, fsp, models  # late: these import torch
-
         _one_of("fsp.style", self.fsp.style, tuple(FSP_STYLES))
         r = self.fsp.resolved()
-        _one_of("fsp.pairs", r.pairs, features.PAIR_LAYOUTS)
-        _one_of("fsp.pool", r.pool, fsp.POOLS)
-        _one_of("fsp.distance", r.distance, fsp.DISTANCES)
-        _one_of("fsp.adapter", r.adapter, ("none", "conv1x1"))
+        _one_of("fsp.pairs", r.pairs, registry.PAIR_LAYOUTS)
+        _one_of("fsp.pool", r.pool, registry.POOLS)
+        _one_of("fsp.distance", r.distance, registry.DISTANCES)
+        _one_of("fsp.adapter", r.adapter, registry.ADAPTERS)
         if r.weights and any(w < 0 for w in r.weights):
             raise BadInput(f"fsp.weights: expected weights >= 0, got {list(r.weights)}")
-        m = re.fullmatch(r"resnet(\d+)", self.arch)
-        if self.method == "fsp" and r.pairs == "torchdistill" and m and models.cifar_depth_blocks(int(m.group(1))) < 2:
+        m = registry.CIFAR_ARCH.match(self.arch)
+        blocks = registry.cifar_depth_blocks(int(m.group(1))) if m else 0
+        if self.method == "fsp" and r.pairs == "torchdistill" and m and blocks < 2:
             # torchdistill's pairs start at each section's second block (features.pair_points)
             key, instead = (("fsp.pairs", "fsp.pairs=paper or consecutive") if self.fsp.pairs
                             else ("fsp.style", "fsp.style=paper, repdistiller or kdzoo"))
@@ -263,7 +264,7 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested with only its given keys)."""
-        d = _plain(dataclasses.asdict(self))
+        d: dict[str, Any] = _plain(dataclasses.asdict(self))
         d["fsp"] = self.fsp.to_dict()
         return d
 
@@ -283,6 +284,28 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
+
+
+def num_classes(cfg: RunConfig) -> int:
+    """Classes a run's network outputs: its class subset, or all of its task's."""
+    return len(cfg.classes) or registry.TASKS[cfg.task].num_classes
+
+
+def teacher_mismatch(cfg: RunConfig, teacher: RunConfig, name: str = "the teacher") -> tuple[str, str] | None:
+    """Why ``teacher``'s run cannot teach ``cfg``'s, before either is trained: (the student key at fault,
+    what is wrong), or None when they fit. One check for a grid's groups and for ``fspbench train``."""
+    t_in, s_in = registry.TASKS[teacher.task].in_channels, registry.TASKS[cfg.task].in_channels
+    if t_in != s_in:
+        return "teacher", (f"{name} reads {teacher.task} ({t_in} input channels) but the students read {cfg.task} "
+                           f"({s_in}); pick a teacher with the same input channels")
+    if cfg.method in ("kd", "fitnet") and num_classes(teacher) != num_classes(cfg):
+        return "methods", (f"{cfg.method} distils logits but {name} has {num_classes(teacher)} classes and the "
+                           f"students {num_classes(cfg)}")
+    cifar = registry.CIFAR_ARCH.match(cfg.arch) and registry.CIFAR_ARCH.match(teacher.arch)
+    if cfg.method == "fsp" and cfg.fsp.adapter == "none" and cifar and cfg.width != teacher.width:
+        return "fsp.adapter", (f"students of width {cfg.width} against {name} of width {teacher.width}: channels "
+                               "differ; expected equal widths or fsp = {adapter = \"conv1x1\"}")
+    return None
 
 
 def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:

@@ -42,30 +42,9 @@ import torch
 import torch.nn.functional as F
 
 from fspbench.errors import BadInput
+from fspbench.registry import TASKS, TaskInfo
 
 Raw = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # train_x, train_y, test_x, test_y
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """Static facts of a full task; mean/std are per channel in 0..1 pixel units."""
-
-    name: str
-    num_classes: int
-    in_channels: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    test_images: int = 0  # in the official test split (time estimates read it before any data is loaded)
-
-
-TASKS: dict[str, TaskInfo] = {t.name: t for t in (
-    TaskInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), 10_000),
-    TaskInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10_000),
-    TaskInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 10_000),
-    # ImageNet statistics: the cross-task teacher (ResNet-34) was pretrained with them.
-    TaskInfo("cub200", 200, 3, 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 5_794),
-)}
 
 
 @dataclass

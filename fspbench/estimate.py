@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_json
+from fspbench.registry import TASKS, stage_plans
 
 if TYPE_CHECKING:  # the grid module imports torch through the methods registry
     from fspbench.grid import Benchmark, GridRun
@@ -59,8 +60,6 @@ class Kind:
 
 def _shape(cfg: RunConfig) -> tuple[int, int, int]:
     """(classes, channels, image side) of a run's data, without loading it."""
-    from fspbench.data import TASKS
-
     info = TASKS[cfg.task]
     return len(cfg.classes) or info.num_classes, info.in_channels, cfg.image_size or info.image_size
 
@@ -79,19 +78,14 @@ def _key(obj: dict[str, Any]) -> str:
 
 def stage_kinds(cfg: RunConfig, teacher: RunConfig | None) -> list[Kind]:
     """The training-step kinds of one run, one per stage of its method."""
-    from fspbench.methods import METHODS
-
-    method = METHODS[cfg.method]
     kinds = []
-    for i, spec in enumerate(method.stages(cfg)):
-        uses_teacher = getattr(spec.objective, "uses_teacher", method.needs_teacher)
-        # an objective class is the same work in any method (FSP's stage 2 is scratch's step); a factory
-        # (KD's weights) is named by its method and stage
-        name = spec.objective.__name__ if isinstance(spec.objective, type) else f"{cfg.method}:{i}"
-        what = {"net": _net(cfg), "objective": name, "batch": cfg.batch_size,
-                "augment": cfg.augment, "hflip": cfg.hflip, "fsp": cfg.fsp.identity() if name == "FSPObjective" else {},
-                "teacher": _net(teacher) if teacher is not None and uses_teacher else None}
-        kinds.append(Kind(_key(what), cfg, teacher if uses_teacher else None, i))
+    for i, plan in enumerate(stage_plans(cfg)):
+        # an objective is the same work in any method (FSP's stage 2 is scratch's step)
+        what = {"net": _net(cfg), "objective": plan.objective, "batch": cfg.batch_size,
+                "augment": cfg.augment, "hflip": cfg.hflip,
+                "fsp": cfg.fsp.identity() if plan.objective == "fsp" else {},
+                "teacher": _net(teacher) if teacher is not None and plan.uses_teacher else None}
+        kinds.append(Kind(_key(what), cfg, teacher if plan.uses_teacher else None, i))
     return kinds
 
 
@@ -103,14 +97,11 @@ def eval_points(cfg: RunConfig) -> list[tuple[int, bool]]:
     """(images evaluated, is_final) for each evaluation point of a run, as train.train_run makes them:
     every ``eval_every`` steps and at each stage's end; the final one evaluates the full test set
     and the curve's own subset."""
-    from fspbench.data import TASKS
-    from fspbench.methods import METHODS
-
     k, _, _ = _shape(cfg)
     info = TASKS[cfg.task]
     test = round(info.test_images * k / info.num_classes)
     curve = min(cfg.eval_subset, test) if cfg.eval_subset else test
-    stages = METHODS[cfg.method].stages(cfg)
+    stages = stage_plans(cfg)
     points, step = [], 0
     for i, spec in enumerate(stages):
         for s in range(1, spec.steps + 1):
@@ -153,7 +144,7 @@ def _synthetic(cfg: RunConfig, device: Any, n: int) -> Any:
     """n random uint8 images and labels of the run's data shape, as TaskData."""
     import torch
 
-    from fspbench.data import TASKS, TaskData
+    from fspbench.data import TaskData
 
     k, c, side = _shape(cfg)
     g = torch.Generator().manual_seed(0)
@@ -180,7 +171,8 @@ def _time_kind(kind: Kind) -> float:
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     data = _synthetic(cfg, device, max(4 * cfg.batch_size, 4 * EVAL_BATCH))
     torch.manual_seed(0)
-    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width).to(device, memory_format=fmt)
+    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width).to(device)
+    student = student.to(memory_format=fmt)
     if cfg.compile:
         student.compile()
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
@@ -202,10 +194,10 @@ def _time_kind(kind: Kind) -> float:
     if kind.teacher is not None:
         tk, _, _ = _shape(kind.teacher)
         teacher = build_model(kind.teacher.arch, tk, data.in_channels, kind.teacher.width)
-        teacher.to(device, memory_format=fmt).eval().requires_grad_(False)
+        teacher.to(device).to(memory_format=fmt).eval().requires_grad_(False)
     spec = METHODS[cfg.method].stages(cfg)[kind.stage]
     probe = eval_batches(data, memory_format=fmt)[0][0][:2]
-    objective = spec.objective(StageContext(student, teacher, cfg, probe)).to(device, memory_format=fmt)
+    objective = spec.objective(StageContext(student, teacher, cfg, probe)).to(device).to(memory_format=fmt)
     opt, sched = make_optimizer(list(student.parameters()) + list(objective.parameters()), spec, cfg)
     stream = BatchStream(data, cfg.batch_size, 0, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
     loss_sum = torch.zeros((), device=device)
@@ -242,14 +234,15 @@ def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
     """Time every kind not in this machine's cache, at ``threads`` torch threads; update the cache."""
     import torch
 
-    kinds = {k.key: k for k in kinds}
-    device = next(iter(kinds.values())).cfg.device if kinds else "cpu"
     from fspbench.train import resolve_device
+
+    by_key = {k.key: k for k in kinds}
+    device = next(iter(by_key.values())).cfg.device if by_key else "cpu"
 
     machine = machine_key(resolve_device(device).type, threads)
     cache = _read_cache()
     known: dict[str, float] = dict(cache.get(machine, {}))
-    todo = [k for key, k in kinds.items() if key not in known]
+    todo = [k for key, k in by_key.items() if key not in known]
     t0 = time.perf_counter()
     if todo:
         before = torch.get_num_threads()
@@ -265,8 +258,8 @@ def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
             atomic_write_json(cache_path(), cache)
         except OSError:  # a read-only home: the estimate still stands, it is only not cached
             pass
-    return Calibration(machine, {key: known[key] for key in kinds}, round(time.perf_counter() - t0, 2),
-                       len(todo), len(kinds) - len(todo))
+    return Calibration(machine, {key: known[key] for key in by_key}, round(time.perf_counter() - t0, 2),
+                       len(todo), len(by_key) - len(todo))
 
 
 # ---------------------------------------------------------------- runs and the grid
@@ -274,11 +267,9 @@ def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
 
 def run_parts(run: GridRun, teachers: dict[str, RunConfig]) -> tuple[list[tuple[Kind, int]], Kind, list[int]]:
     """(stage kinds with their steps, the evaluation kind, images at each evaluation point) of a run."""
-    from fspbench.methods import METHODS
-
     cfg = run.config
     teacher = teachers.get(run.teacher_run_id)
-    steps = [s.steps for s in METHODS[cfg.method].stages(cfg)]
+    steps = [p.steps for p in stage_plans(cfg)]
     return (list(zip(stage_kinds(cfg, teacher), steps, strict=True)), eval_kind(cfg),
             [n for n, _ in eval_points(cfg)])
 
@@ -331,7 +322,8 @@ def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: 
             waiting.setdefault(r.teacher_run_id, []).append(r)
         else:
             heapq.heappush(ready, (-(prio[r.run_id] + (1e18 if r.run_id in started else 0)), i, r))
-    now, running, order = 0.0, [], len(runs)
+    now, order = 0.0, len(runs)
+    running: list[tuple[float, str]] = []  # (end time, run id)
     while ready or running:
         while ready and len(running) < slots:
             _, _, r = heapq.heappop(ready)

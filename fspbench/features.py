@@ -27,8 +27,7 @@ from torch import nn
 
 from fspbench.errors import BadInput
 from fspbench.models import section_names
-
-PAIR_LAYOUTS = ("paper", "consecutive", "torchdistill")
+from fspbench.registry import PAIR_LAYOUTS
 
 
 @dataclass(frozen=True)

@@ -17,19 +17,18 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-POOLS = ("max", "avg")
-DISTANCES = ("paper", "mse_mean", "l2_norm_dim1", "l2_norm")
+from fspbench.registry import DISTANCES
 
 
 def match_spatial(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> tuple[torch.Tensor, torch.Tensor]:
     """Pool whichever map is larger to the other's (H, W). a: (B, C1, H1, W1), b: (B, C2, H2, W2)."""
     size = (min(a.shape[2], b.shape[2]), min(a.shape[3], b.shape[3]))
-    pool_fn = {"max": F.adaptive_max_pool2d, "avg": F.adaptive_avg_pool2d}[pool]
-    if a.shape[2:] != size:
-        a = pool_fn(a, size)
-    if b.shape[2:] != size:
-        b = pool_fn(b, size)
-    return a, b
+    def pool_to(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2:] == size:
+            return x
+        return F.adaptive_max_pool2d(x, size) if pool == "max" else F.adaptive_avg_pool2d(x, size)
+
+    return pool_to(a), pool_to(b)
 
 
 def fsp_matrix(a: torch.Tensor, b: torch.Tensor, pool: str = "max") -> torch.Tensor:
@@ -64,9 +63,9 @@ def fsp_distance(g_student: torch.Tensor, g_teacher: torch.Tensor, distance: str
     if distance == "mse_mean":
         return diff.pow(2).mean()
     if distance == "l2_norm_dim1":
-        return torch.linalg.vector_norm(diff, dim=1).sum() / diff.shape[0]
+        return torch.linalg.vector_norm(diff, dim=1).sum() / diff.shape[0]  # type: ignore[no-any-return]
     if distance == "l2_norm":
-        return torch.linalg.matrix_norm(diff).sum() / diff.shape[0]
+        return torch.linalg.matrix_norm(diff).sum() / diff.shape[0]  # type: ignore[no-any-return]
     raise ValueError(f"unknown FSP distance {distance!r}; expected one of {DISTANCES}")
 
 

@@ -35,18 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import fspbench
-from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge
-from fspbench.data import TASKS
+from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge, teacher_mismatch
 from fspbench.errors import BadInput
-from fspbench.methods import METHODS
-from fspbench.models import check_arch
+from fspbench.registry import METHODS, check_arch, init_steps
+from fspbench.spec import AblationSpec, BenchmarkSpec, ClaimSpec, GroupSpec, TeacherSpec
 
 TOP_KEYS = ("name", "description", "defaults", "resources", "teachers", "students", "claims", "ablation")
 # [ablation]: reference = the group whose FSP students (the paper's style) every other arm is set against,
 # with the scratch students and the 2x regime check; arms = the groups that change one FSP choice;
 # budget = their shared main-task budget; equivalence = points within which a change counts as "no effect"
 ABLATION_KEYS = ("reference", "arms", "budget", "equivalence", "converged_gain")
-ABLATION_DEFAULTS: dict[str, float] = {"equivalence": 0.5, "converged_gain": 1.0}
 RESOURCE_DEFAULTS = {"cpu": 1.0, "gpu": 0.0}
 GROUP_KEYS = ("teacher", "teacher_seed", "teacher_seeds", "methods", "archs", "seeds", "budgets", "method_settings")
 # RunConfig keys the grid sets itself -> what to do instead
@@ -63,17 +61,8 @@ CLAIM_KEYS: dict[str, tuple[str, ...]] = {
     "better_accuracy": ("group", "arch", "budget", "converged_gain"),
     "cross_task_transfer": ("group", "arch", "budget", "converged_gain"),
 }
-# margin: non-inferiority margin (points); target: fraction of scratch's full-budget mean accuracy that
-# steps-to-target counts to; converged_gain: the regime is converged when the upper end of the 95%
-# interval of (scratch at 2x the full budget - scratch at the full budget) is below it (points)
-CLAIM_DEFAULTS: dict[str, dict[str, float]] = {
-    "fast_optimization": {"margin": 0.5, "target": 0.99, "converged_gain": 1.0},
-    "better_accuracy": {"converged_gain": 1.0},
-    "cross_task_transfer": {"converged_gain": 1.0},
-}
 CLAIM_METHODS = ("fsp", "scratch")  # every claim compares FSP students with scratch ones
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_CIFAR = re.compile(r"^resnet\d+$")
 _RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 _FSP_KEYS = tuple(f.name for f in fields(FSPSettings))
 
@@ -99,19 +88,13 @@ class Benchmark:
     resources: dict[str, float]  # {"cpu": ..., "gpu": ...} per trial
     teachers: list[GridRun]
     students: list[GridRun]
-    claims: dict[str, dict]  # claim key -> its table, with defaults filled in
-    ablation: dict[str, Any] | None = None  # the [ablation] table, checked, with defaults filled in
+    claims: dict[str, ClaimSpec]  # claim key -> its checked table
+    ablation: AblationSpec | None = None  # the checked [ablation] table
 
     @property
     def runs(self) -> list[GridRun]:
         """Teachers first, then students: a student's teacher always comes before it."""
         return [*self.teachers, *self.students]
-
-
-def init_steps(cfg: RunConfig) -> int:
-    """Stage-1 steps of a run (0 for one-stage methods): what it spends before its main-task budget."""
-    stages = METHODS[cfg.method].stages(cfg)
-    return stages[0].steps if len(stages) > 1 else 0
 
 
 def run_labels(bench: Benchmark) -> dict[str, dict[str, Any]]:
@@ -194,21 +177,6 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-@dataclass
-class _Group:
-    """A student group after its own keys are checked (the RunConfig keys are checked per run)."""
-
-    name: str
-    teacher: str
-    teacher_seeds: list[int]  # student seed k learns from teacher seed teacher_seeds[k % len]
-    methods: list[str]
-    archs: list[str]
-    seeds: list[int]
-    budgets: dict[str, list[int]]  # method -> main-task steps
-    overrides: dict[str, Any]
-    method_settings: dict[str, dict[str, Any]]  # method -> RunConfig keys for that method's runs only
-
-
 class _Loader:
     def __init__(self, where: str, results_dir: Path) -> None:
         self.where = where
@@ -224,54 +192,64 @@ class _Loader:
     # ---- the whole file ----------------------------------------------------------------------
 
     def load(self, raw: dict[str, Any], path: Path, text: str) -> Benchmark:
+        """Two steps: the file's tables into a checked BenchmarkSpec, then the spec into runs."""
+        spec = self.parse(raw, path)
+        teachers, students = self.expand(spec)
+        return Benchmark(spec.name, path, text, spec.resources, teachers, students, spec.claims, spec.ablation)
+
+    def parse(self, raw: dict[str, Any], path: Path) -> BenchmarkSpec:
+        """Every table and key checked, the claims and the ablation against the groups; no run built yet."""
         for key in raw:
             if key not in TOP_KEYS:
                 raise self.unknown(key, TOP_KEYS, key)
         name = raw.get("name", path.stem)
         if not isinstance(name, str) or not _NAME.match(name):
             raise self.fail("name", f"expected a name of letters, digits, '_', '-' or '.', got {name!r}")
-        if not isinstance(raw.get("description", ""), str):
-            raise self.fail("description", f"expected a string, got {raw['description']!r}")
+        description = raw.get("description", "")
+        if not isinstance(description, str):
+            raise self.fail("description", f"expected a string, got {description!r}")
         resources = self.resources(raw.get("resources", {}))
         defaults = self.table(raw, "defaults", required=False)
         self.check_keys(defaults, "defaults", allowed=[k for k in _RUN_KEYS if k not in GRID_SET], set_by=GRID_SET)
         self.build({}, defaults, "defaults", {})  # the defaults alone must make a valid config
 
-        teachers: list[GridRun] = []
-        teacher_tables: dict[str, dict[str, Any]] = {}
+        teachers = []
         for tid, table in self.table(raw, "teachers", required=False).items():
             key = f"teachers.{tid}"
             table = self.sub_table(table, key)
             self.check_keys(table, key, allowed=["seeds", *(k for k in _RUN_KEYS if k not in TEACHER_SET)],
                             set_by=TEACHER_SET)
-            seeds = self.seeds(table, key)
-            overrides = {k: v for k, v in table.items() if k != "seeds"}
-            teacher_tables[tid] = merge(defaults, overrides)
-            for seed in seeds:
-                cfg = self.build(defaults, overrides, key, {"role": "teacher", "method": "scratch", "seed": seed})
-                teachers.append(GridRun(cfg.run_id(), cfg, "teacher", tid, ""))
+            teachers.append(TeacherSpec(tid, tuple(self.seeds(table, key)),
+                                        {k: v for k, v in table.items() if k != "seeds"}))
+        groups = {gname: self.group(gname, self.sub_table(table, f"students.{gname}"), teachers)
+                  for gname, table in self.table(raw, "students", required=True).items()}
+        teacher_tables = {t.id: merge(defaults, t.settings) for t in teachers}
+        claims = self.claims(raw.get("claims", {}), groups, teacher_tables, defaults)
+        ablation = self.ablation(raw["ablation"], groups) if "ablation" in raw else None
+        return BenchmarkSpec(name, description, resources, defaults, tuple(teachers), tuple(groups.values()),
+                             claims, ablation)
+
+    def expand(self, spec: BenchmarkSpec) -> tuple[list[GridRun], list[GridRun]]:
+        """The teachers' runs (one per seed), then every group's students."""
+        teachers: list[GridRun] = []
+        for t in spec.teachers:
+            for seed in t.seeds:
+                cfg = self.build(spec.defaults, t.settings, f"teachers.{t.id}",
+                                 {"role": "teacher", "method": "scratch", "seed": seed})
+                teachers.append(GridRun(cfg.run_id(), cfg, "teacher", t.id, ""))
         self.check_distinct(teachers)
-
-        groups = self.table(raw, "students", required=True)
-        parsed: dict[str, _Group] = {}
-        students: list[GridRun] = []
-        for gname, table in groups.items():
-            key = f"students.{gname}"
-            group = self.group(gname, self.sub_table(table, key), teachers)
-            parsed[gname] = group
-            students += self.expand(group, defaults, teachers)
+        students = [run for g in spec.groups for run in self.expand_group(g, spec.defaults, teachers)]
         self.check_distinct(teachers + students)
-        claims = self.claims(raw.get("claims", {}), parsed, teacher_tables, defaults)
-        ablation = self.ablation(raw["ablation"], parsed) if "ablation" in raw else None
-        return Benchmark(name, path, text, resources, teachers, students, claims, ablation)
+        return teachers, students
 
-    def ablation(self, value: Any, groups: dict[str, _Group]) -> dict[str, Any]:
+    def ablation(self, value: Any, groups: dict[str, GroupSpec]) -> AblationSpec:
         """The [ablation] table: every arm's FSP students against the reference group's, at one budget."""
         table = self.sub_table(value, "ablation")
         for k in table:
             if k not in ABLATION_KEYS:
                 raise self.unknown(f"ablation.{k}", ABLATION_KEYS, k)
-        a = {**ABLATION_DEFAULTS, **table}
+        defaults = AblationSpec("", (), 0)
+        a = {"equivalence": defaults.equivalence, "converged_gain": defaults.converged_gain, **table}
         ref = a.get("reference")
         if not isinstance(ref, str) or ref not in groups:
             raise self.fail("ablation.reference", f"{_quote(ref)} is not a student group (groups: {', '.join(groups)})")
@@ -292,16 +270,15 @@ class _Loader:
         for k in ("equivalence", "converged_gain"):
             if not _is_number(a[k]) or a[k] <= 0:
                 raise self.fail(f"ablation.{k}", f"expected accuracy points > 0, got {a[k]!r}")
-        return {"reference": ref, "arms": list(arms), "budget": budget, "equivalence": float(a["equivalence"]),
-                "converged_gain": float(a["converged_gain"])}
+        return AblationSpec(ref, tuple(arms), budget, float(a["equivalence"]), float(a["converged_gain"]))
 
-    def expand(self, group: _Group, defaults: dict[str, Any], teachers: list[GridRun]) -> list[GridRun]:
+    def expand_group(self, group: GroupSpec, defaults: dict[str, Any], teachers: list[GridRun]) -> list[GridRun]:
         """The group's runs: methods x archs x seeds x budgets, students split evenly over teacher seeds."""
         key = f"students.{group.name}"
         by_seed = {t.config.seed: t for t in teachers if t.group == group.teacher}
         out: list[GridRun] = []
         for method in group.methods:
-            overrides = merge(group.overrides, group.method_settings.get(method, {}))
+            overrides = merge(group.settings, group.method_settings.get(method, {}))
             for arch in group.archs:
                 for k, seed in enumerate(group.seeds):
                     teacher_run = by_seed[group.teacher_seeds[k % len(group.teacher_seeds)]] if (
@@ -395,7 +372,7 @@ class _Loader:
 
     # ---- student groups ----------------------------------------------------------------------
 
-    def group(self, gname: str, table: dict[str, Any], teachers: list[GridRun]) -> _Group:
+    def group(self, gname: str, table: dict[str, Any], teachers: list[TeacherSpec]) -> GroupSpec:
         key = f"students.{gname}"
         allowed = [*GROUP_KEYS, *(k for k in _RUN_KEYS if k not in STUDENT_SET and k != "teacher")]
         self.check_keys(table, key, allowed=allowed, set_by=STUDENT_SET)
@@ -403,7 +380,7 @@ class _Loader:
         archs = self.name_list(table, key, "archs", self.check_arch)
         seeds = self.seeds(table, key)
         budgets = self.budgets(table.get("budgets"), key, methods)
-        declared = sorted({t.group for t in teachers})
+        declared = sorted({t.id for t in teachers})
         needing = [m for m in methods if _needs_teacher(m)]
         teacher = table.get("teacher")
         method_settings = self.method_settings(table, key, methods)
@@ -414,14 +391,15 @@ class _Loader:
             for leaf in ("teacher_seed", "teacher_seeds"):
                 if leaf in table:
                     raise self.fail(f"{key}.{leaf}", "given without a teacher; drop it or set teacher")
-            return _Group(gname, "", [], methods, archs, seeds, budgets, self.overrides(table), method_settings)
+            return GroupSpec(gname, "", (), tuple(methods), tuple(archs), tuple(seeds), budgets,
+                             self.overrides(table), method_settings)
         if not isinstance(teacher, str) or teacher not in declared:
             raise self.fail(f"{key}.teacher", f"{_quote(teacher)} is not a declared teacher "
                                               f"(declared: {', '.join(declared) or 'none'})")
         if not needing:
             raise self.fail(f"{key}.teacher", f"no method of this group uses a teacher ({', '.join(methods)}); "
                                               "drop teacher or add fsp, fitnet or kd to methods")
-        t_seeds = [t.config.seed for t in teachers if t.group == teacher]
+        t_seeds = list(next(t.seeds for t in teachers if t.id == teacher))
         if "teacher_seed" in table and "teacher_seeds" in table:
             raise self.fail(f"{key}.teacher_seed", "given with teacher_seeds; keep one of the two")
         if "teacher_seeds" in table:
@@ -432,7 +410,8 @@ class _Loader:
         for t_seed in chosen:
             if not _is_int(t_seed) or t_seed not in t_seeds:
                 raise self.fail(f"{key}.{leaf}", f"expected seeds of teacher {teacher} ({t_seeds}), got {t_seed!r}")
-        return _Group(gname, teacher, chosen, methods, archs, seeds, budgets, self.overrides(table), method_settings)
+        return GroupSpec(gname, teacher, tuple(chosen), tuple(methods), tuple(archs), tuple(seeds), budgets,
+                         self.overrides(table), method_settings)
 
     def method_settings(self, table: dict[str, Any], key: str, methods: list[str]) -> dict[str, dict[str, Any]]:
         """``method_settings = {fitnet = {init_lr = 0.01}}``: RunConfig keys for one method's runs only."""
@@ -477,7 +456,6 @@ class _Loader:
             msg = str(err).removeprefix("\0: ")
             field = msg.split(":", 1)[0]
             raise BadInput(f"{self.where}: {self.origin(field, overrides, prefix)}{msg[len(field):]}") from None
-        self.check_classes(cfg, prefix, overrides)
         return cfg
 
     @staticmethod
@@ -492,29 +470,11 @@ class _Loader:
             node = node[part]
         return f"{prefix}.{field}"
 
-    def check_classes(self, cfg: RunConfig, prefix: str, overrides: dict[str, Any]) -> None:
-        n = TASKS[cfg.task].num_classes
-        bad = [c for c in cfg.classes if not 0 <= c < n]
-        if bad:
-            raise self.fail(self.origin("classes", overrides, prefix),
-                            f"expected class ids in 0..{n - 1} for {cfg.task}, got {list(cfg.classes)}")
-
     def check_pair(self, key: str, cfg: RunConfig, teacher: GridRun) -> None:
         """Teacher/student mismatches that would only fail after the teacher is trained."""
-        t = teacher.config
-        t_in, s_in = TASKS[t.task].in_channels, TASKS[cfg.task].in_channels
-        if t_in != s_in:
-            raise self.fail(f"{key}.teacher", f"teacher {teacher.group} reads {t.task} ({t_in} input channels) "
-                                              f"but the students read {cfg.task} ({s_in}); pick a teacher "
-                                              "with the same input channels")
-        if cfg.method in ("kd", "fitnet") and _num_classes(t) != _num_classes(cfg):
-            raise self.fail(f"{key}.methods", f"{cfg.method} distils logits but teacher {teacher.group} has "
-                                              f"{_num_classes(t)} classes and the students {_num_classes(cfg)}")
-        if (cfg.method == "fsp" and cfg.fsp.adapter == "none" and _CIFAR.match(cfg.arch) and _CIFAR.match(t.arch)
-                and cfg.width != t.width):
-            raise self.fail(f"{key}.fsp.adapter", f"students of width {cfg.width} against teacher "
-                                                  f"{teacher.group} of width {t.width}: channels differ; "
-                                                  "expected equal widths or fsp = {adapter = \"conv1x1\"}")
+        wrong = teacher_mismatch(cfg, teacher.config, f"teacher {teacher.group}")
+        if wrong is not None:
+            raise self.fail(f"{key}.{wrong[0]}", wrong[1])
 
     def check_distinct(self, runs: list[GridRun]) -> None:
         seen: dict[str, GridRun] = {}
@@ -530,11 +490,12 @@ class _Loader:
 
     # ---- claims ------------------------------------------------------------------------------
 
-    def claims(self, value: Any, groups: dict[str, _Group], teacher_tables: dict[str, dict[str, Any]],
-               defaults: dict[str, Any]) -> dict[str, dict]:
+    def claims(self, value: Any, groups: dict[str, GroupSpec], teacher_tables: dict[str, dict[str, Any]],
+               defaults: dict[str, Any]) -> dict[str, ClaimSpec]:
         if not isinstance(value, dict):
             raise self.fail("claims", f"expected a table [claims], got {value!r}")
-        out: dict[str, dict] = {}
+        out: dict[str, ClaimSpec] = {}
+        d = ClaimSpec("", "", "", 0)  # the defaults of the optional keys
         for claim, table in value.items():
             key = f"claims.{claim}"
             if claim not in CLAIM_KEYS:
@@ -543,7 +504,8 @@ class _Loader:
             for k in table:
                 if k not in CLAIM_KEYS[claim]:
                     raise self.unknown(f"{key}.{k}", CLAIM_KEYS[claim], k)
-            c = {**CLAIM_DEFAULTS.get(claim, {}), **table}
+            c = {"converged_gain": d.converged_gain, **({"margin": d.margin, "target": d.target}
+                                                        if claim == "fast_optimization" else {}), **table}
             gname = c.get("group")
             if not isinstance(gname, str) or gname not in groups:
                 raise self.fail(f"{key}.group", f"{_quote(gname)} is not a student group "
@@ -584,11 +546,13 @@ class _Loader:
                 raise self.fail(f"{key}.converged_gain", f"expected accuracy points > 0, got {c['converged_gain']!r}")
             c["converged_gain"] = float(c["converged_gain"])
             if claim == "cross_task_transfer" and g.teacher:
-                self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.overrides))
-            out[claim] = {k: c[k] for k in CLAIM_KEYS[claim]}
+                self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.settings))
+            budget = c["full_budget"] if claim == "fast_optimization" else c["budget"]
+            out[claim] = ClaimSpec(claim, gname, c["arch"], budget, c["converged_gain"], c.get("short_budget"),
+                                   c.get("margin", d.margin), c.get("target", d.target))
         return out
 
-    def claim_budget(self, c: dict[str, Any], key: str, leaf: str, g: _Group, methods: tuple[str, ...]) -> None:
+    def claim_budget(self, c: dict[str, Any], key: str, leaf: str, g: GroupSpec, methods: tuple[str, ...]) -> None:
         v = c.get(leaf)
         if not _is_int(v):
             raise self.fail(f"{key}.{leaf}", f"expected an integer budget of group {g.name}, got {_quote(v)}")
@@ -597,7 +561,7 @@ class _Loader:
                 raise self.fail(f"{key}.{leaf}", f"{v} is not a budget of the {m} students of group {g.name} "
                                                  f"(budgets: {g.budgets[m]})")
 
-    def check_cross_task(self, key: str, g: _Group, teacher: dict[str, Any], students: dict[str, Any]) -> None:
+    def check_cross_task(self, key: str, g: GroupSpec, teacher: dict[str, Any], students: dict[str, Any]) -> None:
         """The teacher must come from another task: another data set, other classes or outside weights."""
         def task_of(d: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
             task = d.get("task", RunConfig.task)
@@ -611,10 +575,6 @@ class _Loader:
 
 def _needs_teacher(method: str) -> bool:
     return METHODS[method].needs_teacher
-
-
-def _num_classes(cfg: RunConfig) -> int:
-    return len(cfg.classes) or TASKS[cfg.task].num_classes
 
 
 def _quote(v: Any) -> str:

@@ -10,8 +10,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import torch
-
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
@@ -38,6 +36,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> str:
     """torch.save through memory, written atomically; returns the file's sha256."""
+    import torch  # here: the report and the analysis use this module without torch
+
     buf = io.BytesIO()
     torch.save(obj, buf)
     data = buf.getvalue()

@@ -22,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fspbench import registry
 from fspbench.config import RunConfig
 from fspbench.errors import BadInput
 from fspbench.features import FeatureCapture, Point, pair_points
 from fspbench.fsp import fsp_loss_to, fsp_matrix, match_spatial
 from fspbench.models import section_names
+from fspbench.registry import StagePlan
 
 
 @dataclass
@@ -264,49 +266,21 @@ class Method:
     summary: str
 
 
-def _main(cfg: RunConfig, objective: Callable[[StageContext], Objective]) -> StageSpec:
-    return StageSpec("main", cfg.steps, cfg.lr, cfg.milestones, objective)
+def _objective(plan: StagePlan) -> Callable[[StageContext], Objective]:
+    """The objective class of a registry stage plan (KD's with its weights bound)."""
+    if plan.objective == "ce_kd":
+        w = plan.kd_weights or (1.0, 1.0)
+        return lambda ctx: CrossEntropyKD(ctx, *w)
+    return {"ce": CrossEntropy, "fsp": FSPObjective, "hint": HintObjective}[plan.objective]
 
 
-def _init(cfg: RunConfig, ratio: float, lr: float, milestones: tuple[float, ...],
-          objective: Callable[[StageContext], Objective]) -> StageSpec:
-    steps = cfg.init_steps if cfg.init_steps is not None else max(1, round(cfg.steps * ratio))
-    lr = cfg.init_lr if cfg.init_lr is not None else lr
-    ms = cfg.init_milestones if cfg.init_milestones is not None else milestones
-    return StageSpec("init", steps, lr, ms, objective)
+def _stages(name: str) -> Callable[[RunConfig], list[StageSpec]]:
+    def stages(cfg: RunConfig) -> list[StageSpec]:
+        return [StageSpec(p.name, p.steps, p.lr, p.milestones, _objective(p)) for p in registry.METHODS[name].plan(cfg)]
 
-
-def _kd_weights(cfg: RunConfig, start: float, end: float) -> tuple[float, float]:
-    s = cfg.kd_weight_start if cfg.kd_weight_start is not None else start
-    e = cfg.kd_weight_end if cfg.kd_weight_end is not None else end
-    return s, e
-
-
-def _fsp_stages(cfg: RunConfig) -> list[StageSpec]:
-    # paper, CIFAR-10: stage 1 lr 1e-3 / 1e-4 / 1e-5 until 11k / 16k / 21k; stage 2 the same length
-    return [_init(cfg, 1.0, 1e-3, (11 / 21, 16 / 21), FSPObjective), _main(cfg, CrossEntropy)]
-
-
-def _fitnet_stages(cfg: RunConfig) -> list[StageSpec]:
-    # as the FSP paper ran FitNet: 35k hint steps (lr 1e-4, 1e-5 after 25k) per 21k main steps
-    w = _kd_weights(cfg, 4.0, 1.0)
-    return [
-        _init(cfg, 35 / 21, 1e-4, (25 / 35,), HintObjective),
-        _main(cfg, lambda ctx: CrossEntropyKD(ctx, *w)),
-    ]
-
-
-def _kd_stages(cfg: RunConfig) -> list[StageSpec]:
-    w = _kd_weights(cfg, 1.0, 1.0)
-    return [_main(cfg, lambda ctx: CrossEntropyKD(ctx, *w))]
+    return stages
 
 
 METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("scratch", False, lambda cfg: [_main(cfg, CrossEntropy)], "cross-entropy only"),
-        Method("fsp", True, _fsp_stages, "FSP loss, then cross-entropy (the paper)"),
-        Method("fitnet", True, _fitnet_stages, "hint at the middle section, then CE + KD"),
-        Method("kd", True, _kd_stages, "cross-entropy + Hinton KD"),
-    )
+    name: Method(name, info.needs_teacher, _stages(name), info.summary) for name, info in registry.METHODS.items()
 }

@@ -20,31 +20,11 @@ import torchvision
 from torch import nn
 
 from fspbench.errors import BadInput
+from fspbench.registry import CIFAR_ARCH, check_arch, cifar_depth_blocks
 
-TORCHVISION_ARCHS = {"tv-resnet18": torchvision.models.resnet18, "tv-resnet34": torchvision.models.resnet34}
-_CIFAR = re.compile(r"^resnet(\d+)$")
+__all__ = ["CifarResNet", "build_model", "check_arch", "cifar_depth_blocks", "section_names"]
 
-
-def cifar_depth_blocks(depth: int) -> int:
-    """Blocks per section n for depth 6n+2; BadInput for any other depth."""
-    if depth < 8 or (depth - 2) % 6:
-        raise BadInput(
-            f"arch: resnet{depth} is not a CIFAR ResNet: depth must be 6n+2 "
-            "(resnet8, resnet14, resnet20, resnet26, resnet32, resnet56, resnet110, ...)"
-        )
-    return (depth - 2) // 6
-
-
-def check_arch(arch: str) -> None:
-    """Raise BadInput unless ``arch`` names a network this module can build."""
-    m = _CIFAR.match(arch)
-    if m:
-        cifar_depth_blocks(int(m.group(1)))
-    elif arch not in TORCHVISION_ARCHS:
-        raise BadInput(
-            f"arch: expected resnet<6n+2> (e.g. resnet8, resnet20, resnet26), "
-            f"tv-resnet18 or tv-resnet34; got {arch!r}"
-        )
+TORCHVISION_BUILDERS = {"tv-resnet18": torchvision.models.resnet18, "tv-resnet34": torchvision.models.resnet34}
 
 
 class BasicBlock(nn.Module):
@@ -106,14 +86,14 @@ def build_model(arch: str, num_classes: int, in_channels: int, width: int = 1, w
     task has one input channel, so the pretrained filters are kept.
     """
     check_arch(arch)
-    m = _CIFAR.match(arch)
+    m = CIFAR_ARCH.match(arch)
     if m:
         if weights:
             raise BadInput(f"weights: only tv-resnet18/34 load pretrained weights, not {arch}")
         return CifarResNet(int(m.group(1)), num_classes, in_channels, width)
     if width != 1:
         raise BadInput(f"width: {arch} has a fixed width; use width = 1")
-    model = TORCHVISION_ARCHS[arch](weights=None)
+    model = TORCHVISION_BUILDERS[arch](weights=None)
     if weights:
         path = Path(weights)
         if not path.is_file():

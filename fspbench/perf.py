@@ -124,6 +124,29 @@ def fspbench_step(device: torch.device, *, arch: str = "resnet20", channels_last
     return Step(lambda: optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast), model, opt)
 
 
+def _fsp_parts(dev: torch.device, cfg: RunConfig, spec: StageSpec, x: torch.Tensor,
+               y: torch.Tensor) -> dict[str, tuple[Callable[[], Any], Any]]:
+    """The teacher's forward, the student's CE step and the FSP stage-1 step, each with the context held
+    while it is timed: teacher ResNet-20 (frozen) -> student ResNet-8, as train_run holds them (the
+    hooks are placed once for the stage, so they are in place only while FSP is timed)."""
+    teacher = build_model("resnet20", 10, 1).to(dev, memory_format=CL).eval().requires_grad_(False)
+    student = build_model("resnet8", 10, 1).to(dev, memory_format=CL)
+
+    def teacher_forward() -> None:
+        with torch.inference_mode():
+            teacher(x)
+
+    ce = CrossEntropy(StageContext(student, None, cfg, x[:2]))
+    ce_opt, ce_sched = make_optimizer(list(student.parameters()), spec, cfg)
+    fsp = FSPObjective(StageContext(student, teacher, cfg, x[:2])).to(dev)
+    fsp_opt, fsp_sched = make_optimizer(list(student.parameters()) + list(fsp.parameters()), spec, cfg)
+    return {
+        "teacher": (teacher_forward, nullcontext),
+        "student_ce": (lambda: optimizer_step(ce, ce_opt, ce_sched, x, y, 0.0, nullcontext()), nullcontext),
+        "fsp": (lambda: optimizer_step(fsp, fsp_opt, fsp_sched, x, y, 0.0, nullcontext()), fsp.active),
+    }
+
+
 def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int = 5,
             compile: bool = False) -> dict[str, float]:
     """All figures of the module docstring for ``device``: medians over ``repeats`` rounds of ``steps`` calls."""
@@ -147,23 +170,7 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
     if compile:
         timed["compiled"] = (fspbench_step(dev, compile=True).run, nullcontext)
 
-    # FSP stage 1: teacher ResNet-20 (frozen) -> student ResNet-8, as train_run holds them: the
-    # hooks are placed once for the stage, so they are in place only while FSP is timed
-    teacher = build_model("resnet20", 10, 1).to(dev, memory_format=CL).eval().requires_grad_(False)
-    student = build_model("resnet8", 10, 1).to(dev, memory_format=CL)
-
-    def teacher_forward() -> None:
-        with torch.inference_mode():
-            teacher(x)
-
-    ce = CrossEntropy(StageContext(student, None, cfg, x[:2]))
-    ce_opt, ce_sched = make_optimizer(list(student.parameters()), spec, cfg)
-    fsp = FSPObjective(StageContext(student, teacher, cfg, x[:2])).to(dev)
-    fsp_opt, fsp_sched = make_optimizer(list(student.parameters()) + list(fsp.parameters()), spec, cfg)
-    timed["teacher"] = (teacher_forward, nullcontext)
-    timed["student_ce"] = (lambda: optimizer_step(ce, ce_opt, ce_sched, x, y, 0.0, nullcontext()), nullcontext)
-    timed["fsp"] = (lambda: optimizer_step(fsp, fsp_opt, fsp_sched, x, y, 0.0, nullcontext()), fsp.active)
-
+    timed.update(_fsp_parts(dev, cfg, spec, x, y))
     a = torch.randn(2048, 2048, device=dev)
     b = torch.randn(2048, 2048, device=dev)
     timed["sgemm"] = (lambda: torch.mm(a, b), nullcontext)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fspbench
-from fspbench.config import RunConfig, config_from_dict
+from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
 from fspbench.hardware import check_precision, detect
@@ -199,6 +199,42 @@ class _Progress:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """One run, set up: its networks, data, stages and the record it will write."""
+
+    cfg: RunConfig
+    run_id: str
+    out: Path
+    ckpt_dir: Path
+    device: torch.device
+    data: TaskData
+    full_test: list[tuple[torch.Tensor, torch.Tensor]]  # the whole test set, normalised batches
+    curve_test: list[tuple[torch.Tensor, torch.Tensor]]  # the curve points' fixed subset of it
+    student: nn.Module
+    stages: list[StageSpec]
+    objectives: list[Objective]
+    stream: BatchStream
+    autocast: contextlib.AbstractContextManager[Any]
+    base: dict[str, Any]  # the labels every curve row carries
+    record: dict[str, Any]
+    state: _Progress
+    resumed: dict[str, Any] | None  # the saved state this run resumes from
+
+    @property
+    def state_path(self) -> Path:
+        return self.ckpt_dir / f"{self.run_id}.state.pt"
+
+
+@dataclass
+class Hooks:
+    """Calls into a running run: ``on_step(step)`` after every optimizer step (fault injection) and
+    ``on_eval(row, state_path)`` at every evaluation point (the Ray Tune report)."""
+
+    on_step: Callable[[int], None] | None = None
+    on_eval: EvalCallback | None = None
+
+
 def train_run(
     cfg: RunConfig,
     out: str | os.PathLike[str],
@@ -213,8 +249,29 @@ def train_run(
     (unknown data, channel mismatch, missing teacher) raises BadInput before any training.
     ``on_eval(row, state_path)`` is called at every evaluation point (the Ray Tune hook).
     """
+    run = _setup(cfg, Path(out), ckpt_dir)
+    hooks = Hooks(_fault_hook(run.run_id, run.ckpt_dir), on_eval)
+    bar = _progress_bar(progress, sum(s.steps for s in run.stages), run.state.step, run.run_id)
+    status = "ok"
+    try:
+        for si in range(run.state.stage, len(run.stages)):
+            status = _train_stage(run, si, hooks, bar)
+            if status == "diverged":
+                break
+    except BaseException as err:
+        bar.close()
+        run.record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=run.state.rows,
+                          finished_at=_now())
+        if not isinstance(err, (BadInput, KeyboardInterrupt)):
+            write_record(run.out / f"{run.run_id}.json", _finite(run.record))
+        raise
+    bar.close()
+    return _finish(run, status)
+
+
+def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -> _Run:
+    """Validate, load the teacher and the data, build the student and its stages, resume if saved."""
     cfg = cfg.validate()
-    out = Path(out)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -222,13 +279,13 @@ def train_run(
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     teacher = load_teacher(cfg.teacher, device) if cfg.teacher else None
     run_id = cfg.run_id(teacher.run_id if teacher else "")
-    ckpt_dir = Path(ckpt_dir) if ckpt_dir is not None else out / "checkpoints"
-    state_path = ckpt_dir / f"{run_id}.state.pt"
 
     data = load_task(cfg.task, classes=cfg.classes or None, train_per_class=cfg.train_per_class or None,
                      image_size=cfg.image_size or None, device=device, subset_seed=cfg.subset_seed)
     if teacher is not None:
-        _check_teacher_input(teacher, data)
+        wrong = teacher_mismatch(cfg, teacher.config)
+        if wrong is not None:  # "methods" and "fsp.adapter" are a grid's keys; here they are settings
+            raise BadInput(f"{'teacher' if wrong[0] == 'methods' else wrong[0]}: {wrong[1]}")
         teacher.model.to(memory_format=fmt)
     full_test = eval_batches(data, memory_format=fmt)
     curve_test = eval_batches(data, subset=cfg.eval_subset, memory_format=fmt) if cfg.eval_subset else full_test
@@ -260,88 +317,91 @@ def train_run(
         "started_at": _now(), "status": "failed", "error": None, "curve": [], "final": None,
         "checkpoint": None,
     }
+    ckpt = Path(ckpt_dir) if ckpt_dir is not None else out / "checkpoints"
+    resumed = _load_state(ckpt / f"{run_id}.state.pt", run_id)
     state = _Progress()
-    resumed = _load_state(state_path, run_id)
     if resumed is not None:
         state = resumed["progress"]
         student.load_state_dict(resumed["student"])
         stream.load_state_dict(resumed["stream"])
-    total_steps = sum(s.steps for s in stages)
-    bar = _progress_bar(progress, total_steps, state.step, run_id)
-    check_every = 1 if device.type == "cpu" else 50  # a finiteness check syncs the GPU
-    fault_step = _fault_step(run_id, ckpt_dir)
-    status = "ok"
-    try:
-        for si in range(state.stage, len(stages)):
-            spec, objective = stages[si], objectives[si]
-            params = list(student.parameters()) + list(objective.parameters())
-            opt, sched = make_optimizer(params, spec, cfg)
-            if resumed is not None and resumed["progress"].stage == si and resumed.get("opt"):
-                opt.load_state_dict(resumed["opt"])
-                sched.load_state_dict(resumed["sched"])
-                objective.load_state_dict(resumed["objective"])
-            student.train()
-            loss_sum = torch.zeros((), device=device)
+    return _Run(cfg, run_id, out, ckpt, device, data, full_test, curve_test, student, stages, objectives, stream,
+                autocast, base, record, state, resumed)
+
+
+def _train_stage(run: _Run, si: int, hooks: Hooks, bar: Any) -> str:
+    """Train stage ``si`` from where the state says to its end; "ok", or "diverged" when the loss is not finite."""
+    spec, objective, state = run.stages[si], run.objectives[si], run.state
+    params = list(run.student.parameters()) + list(objective.parameters())
+    opt, sched = make_optimizer(params, spec, run.cfg)
+    if run.resumed is not None and run.resumed["progress"].stage == si and run.resumed.get("opt"):
+        opt.load_state_dict(run.resumed["opt"])
+        sched.load_state_dict(run.resumed["sched"])
+        objective.load_state_dict(run.resumed["objective"])
+    run.student.train()
+    check_every = 1 if run.device.type == "cpu" else 50  # a finiteness check syncs the GPU
+    loss_sum = torch.zeros((), device=run.device)
+    n_loss = 0
+    with objective.active():  # hooks for the whole stage, not per step
+        t_start = time.perf_counter()
+        while state.stage_step < spec.steps:
+            x, y = run.stream.next()
+            loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, run.autocast)
+            loss_sum += loss.detach().float()
+            n_loss += 1
+            state.step += 1
+            state.stage_step += 1
+            if hooks.on_step is not None:
+                hooks.on_step(state.step)
+            bar.update(1)
+            diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
+            last = state.stage_step == spec.steps
+            if not (diverged or last or state.step % run.cfg.eval_every == 0):
+                continue
+            state.wall += time.perf_counter() - t_start
+            diverged = diverged or not math.isfinite(loss_sum.item())
+            row = _evaluation_point(run, si, loss_sum.item() / n_loss, final=last and si == len(run.stages) - 1,
+                                    diverged=diverged)
+            loss_sum.zero_()
             n_loss = 0
-            with objective.active():  # hooks for the whole stage, not per step
-                t_start = time.perf_counter()
-                while state.stage_step < spec.steps:
-                    x, y = stream.next()
-                    loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, autocast)
-                    loss_sum += loss.detach().float()
-                    n_loss += 1
-                    state.step += 1
-                    state.stage_step += 1
-                    if state.step == fault_step:
-                        _fire_fault(run_id, ckpt_dir, state.step)
-                    bar.update(1)
-                    diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
-                    last = state.stage_step == spec.steps
-                    if diverged or last or state.step % cfg.eval_every == 0:
-                        state.wall += time.perf_counter() - t_start
-                        final = last and si == len(stages) - 1
-                        diverged = diverged or not math.isfinite(loss_sum.item())
-                        if diverged:
-                            status = "diverged"
-                        t_eval = time.perf_counter()
-                        on_full = final or diverged
-                        test_loss, test_acc = evaluate(student, full_test if on_full else curve_test, autocast)
-                        # the curve's own images at the final point too, so that steps-to-target compares
-                        # every point of a curve, and its target, on the same test images
-                        curve_acc = evaluate(student, curve_test, autocast)[1] if (
-                            on_full and curve_test is not full_test) else test_acc
-                        state.eval_wall += time.perf_counter() - t_eval
-                        row = {**base, "stage": spec.name, "step": state.step, "stage_step": state.stage_step,
-                               "images_seen": state.step * cfg.batch_size, "wall_time_s": round(state.wall, 4),
-                               "train_loss": loss_sum.item() / n_loss, "test_loss": test_loss,
-                               "test_acc": test_acc, "status": status,
-                               "eval_images": len(data.test_y) if on_full else _count(curve_test),
-                               "curve_acc": curve_acc, "curve_images": _count(curve_test)}
-                        state.rows.append(row)
-                        loss_sum.zero_()
-                        n_loss = 0
-                        bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{test_acc:.3f}")
-                        if diverged:
-                            break
-                        if last:
-                            state.stage, state.stage_step = si + 1, 0
-                        _save_state(state_path, run_id, state, student, stream,
-                                    None if last else (opt, sched, objective))
-                        if on_eval is not None:
-                            on_eval(row, state_path)
-                        if last:
-                            break
-                        t_start = time.perf_counter()
-            if status == "diverged":
+            bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{row['test_acc']:.3f}")
+            if diverged:
+                return "diverged"
+            if last:
+                state.stage, state.stage_step = si + 1, 0
+            _save_state(run.state_path, run.run_id, state, run.student, run.stream,
+                        None if last else (opt, sched, objective))
+            if hooks.on_eval is not None:
+                hooks.on_eval(row, run.state_path)
+            if last:
                 break
-    except BaseException as err:
-        bar.close()
-        record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=state.rows,
-                      finished_at=_now())
-        if not isinstance(err, (BadInput, KeyboardInterrupt)):
-            write_record(out / f"{run_id}.json", _finite(record))
-        raise
-    bar.close()
+            t_start = time.perf_counter()
+    return "ok"
+
+
+def _evaluation_point(run: _Run, si: int, train_loss: float, *, final: bool, diverged: bool) -> dict[str, Any]:
+    """Evaluate the student and append the curve row (the full test set at the end or on divergence)."""
+    state = run.state
+    t_eval = time.perf_counter()
+    on_full = final or diverged
+    test_loss, test_acc = evaluate(run.student, run.full_test if on_full else run.curve_test, run.autocast)
+    # the curve's own images at the final point too, so that steps-to-target compares every point
+    # of a curve, and its target, on the same test images
+    curve_acc = evaluate(run.student, run.curve_test, run.autocast)[1] if (
+        on_full and run.curve_test is not run.full_test) else test_acc
+    state.eval_wall += time.perf_counter() - t_eval
+    row = {**run.base, "stage": run.stages[si].name, "step": state.step, "stage_step": state.stage_step,
+           "images_seen": state.step * run.cfg.batch_size, "wall_time_s": round(state.wall, 4),
+           "train_loss": train_loss, "test_loss": test_loss, "test_acc": test_acc,
+           "status": "diverged" if diverged else "ok",
+           "eval_images": len(run.data.test_y) if on_full else _count(run.curve_test),
+           "curve_acc": curve_acc, "curve_images": _count(run.curve_test)}
+    state.rows.append(row)
+    return row
+
+
+def _finish(run: _Run, status: str) -> dict[str, Any]:
+    """Write the final checkpoint (ok runs) and the record; drop the resumable state."""
+    state, record = run.state, run.record
     record["curve"] = state.rows
     record["status"] = status
     record["final"] = {k: state.rows[-1][k] for k in
@@ -350,40 +410,42 @@ def train_run(
     record["eval_time_s"] = round(state.eval_wall, 3)
     record["finished_at"] = _now()
     if status == "ok":
-        final_path = ckpt_dir / f"{run_id}.pt"
+        final_path = run.ckpt_dir / f"{run.run_id}.pt"
         digest = atomic_torch_save(
-            {"run_id": run_id, "config": record["config"], "model": student.state_dict(),
-             "num_classes": data.num_classes, "in_channels": data.in_channels}, final_path)
-        record["checkpoint"] = {"path": os.path.relpath(final_path, out), "sha256": digest}
-    write_record(out / f"{run_id}.json", _finite(record))
-    state_path.unlink(missing_ok=True)  # the run is finished; its resumable state is no longer needed
+            {"run_id": run.run_id, "config": record["config"], "model": run.student.state_dict(),
+             "num_classes": run.data.num_classes, "in_channels": run.data.in_channels}, final_path)
+        record["checkpoint"] = {"path": os.path.relpath(final_path, run.out), "sha256": digest}
+    write_record(run.out / f"{run.run_id}.json", _finite(record))
+    run.state_path.unlink(missing_ok=True)  # the run is finished; its resumable state is no longer needed
     return record
 
 
 FAULT_ENV = "FSPBENCH_FAULT"
 
 
-def _fault_step(run_id: str, ckpt_dir: Path) -> int:
-    """The step at which a test asked this run to crash, or -1.
+def _fault_hook(run_id: str, ckpt_dir: Path) -> Callable[[int], None] | None:
+    """The step hook that crashes this run where a test asked it to, or None.
 
     ``FSPBENCH_FAULT=crash@step:N@run:PREFIX`` makes the run whose id starts with PREFIX raise
     once, right after optimizer step N; a marker file keeps the retry from crashing again.
     """
     spec = os.environ.get(FAULT_ENV, "")
     if not spec:
-        return -1
+        return None
     parts = dict(p.split(":", 1) for p in spec.split("@")[1:] if ":" in p)
     if not spec.startswith("crash@") or "step" not in parts or not parts["step"].isdigit():
         raise BadInput(f"{FAULT_ENV}: expected crash@step:N@run:RUN_ID_PREFIX, got {spec!r}")
     if not run_id.startswith(parts.get("run", "")) or (ckpt_dir / f"{run_id}.fault").exists():
-        return -1
-    return int(parts["step"])
+        return None
+    at = int(parts["step"])
 
+    def crash(step: int) -> None:
+        if step == at:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            (ckpt_dir / f"{run_id}.fault").write_text(f"crashed at step {step}\n")
+            raise RuntimeError(f"{FAULT_ENV}: injected crash of {run_id} at step {step}")
 
-def _fire_fault(run_id: str, ckpt_dir: Path, step: int) -> None:
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (ckpt_dir / f"{run_id}.fault").write_text(f"crashed at step {step}\n")
-    raise RuntimeError(f"{FAULT_ENV}: injected crash of {run_id} at step {step}")
+    return crash
 
 
 def _relative_to(path: str, folder: Path) -> str:
@@ -409,15 +471,6 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_finite(v) for v in obj]
     return obj
-
-
-def _check_teacher_input(teacher: Teacher, data: TaskData) -> None:
-    t_channels = 1 if teacher.config.task == "fashion-mnist" else 3
-    if t_channels != data.in_channels:
-        raise BadInput(
-            f"teacher: it was trained on {teacher.config.task} ({t_channels} input channels) but {data.name} "
-            f"has {data.in_channels}; pick a teacher with the same input channels"
-        )
 
 
 def _save_state(path: Path, run_id: str, state: _Progress, student: nn.Module, stream: BatchStream,

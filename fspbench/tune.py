@@ -5,18 +5,12 @@ its own teacher has ended ok, so there is no barrier between teachers and studen
 is one Tune trial of a function trainable; it reports at every evaluation point with its
 resumable state as the Tune checkpoint, so ``FailureConfig`` retries a crashed trial from
 there. A run whose record in results/<name>/runs/ is finished (ok or diverged) is never
-trained again, so a second ``fspbench run`` after an interruption resumes the grid.
-
-results/<name>/
-  runs/<run_id>.json   run records (train.py)         runs.parquet  one row per evaluation
-  checkpoints/         weights and resumable state     grid.json     file, dates, resources, efficiency
-  ray/                 Ray Tune's own files (never read back by fspbench)
+trained again, so a second ``fspbench run`` after an interruption resumes the grid. The folder's
+layout and its records are fspbench.results'.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import shutil
@@ -28,86 +22,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fspbench.errors import BadInput
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration, simulate
 from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
-from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
+from fspbench.io import atomic_write_json
 from fspbench.lock import ResultsLock
-
-FINISHED = ("ok", "diverged")  # terminal statuses: never trained again
-PARQUET_COLUMNS = [
-    "run_id", "role", "method", "arch", "task", "seed", "teacher_run_id", "stage", "step", "stage_step",
-    "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc", "status", "eval_images",
-    # labels from the benchmark file, so every number of the report recomputes from this table alone
-    "group", "budget", "init_steps", "precision", "train_images",
-    # accuracy on the curve points' fixed test images, also at the final evaluation (which uses the full
-    # test set for test_acc): steps-to-target compares every point on the same images
-    "curve_acc", "curve_images",
-]
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where a benchmark's results live."""
-
-    root: Path
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def ray(self) -> Path:
-        return self.root / "ray"
-
-    def record(self, run_id: str) -> Path:
-        return self.runs / f"{run_id}.json"
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    """A run record, or None when it is missing or unreadable (then the run is redone)."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def read_run_record(path: Path) -> dict[str, Any] | None:
-    """A run record whose checksum holds; an altered or truncated one is reported and treated as absent."""
-    rec = read_record(path)
-    if rec is None and path.exists():
-        print(f"[fspbench] warning: {path} is unreadable (truncated?); its run is trained again", flush=True)
-    elif rec is not None and not record_intact(rec):
-        print(f"[fspbench] warning: {path} does not match its sha256 (altered); its run is trained again",
-              flush=True)
-        return None
-    return rec
-
-
-def is_finished(paths: Paths, run: GridRun) -> bool:
-    rec = read_run_record(paths.record(run.run_id))
-    return rec is not None and rec.get("status") in FINISHED
-
-
-def teacher_usable(paths: Paths, teacher_run_id: str) -> bool:
-    """A finished teacher whose weights are on disk and match the hash in its record."""
-    rec = read_run_record(paths.record(teacher_run_id))
-    if rec is None or rec.get("status") != "ok" or not rec.get("checkpoint"):
-        return False
-    ckpt = paths.runs / rec["checkpoint"]["path"]
-    if ckpt.is_file() and sha256_file(ckpt) == rec["checkpoint"]["sha256"]:
-        return True
-    print(f"[fspbench] warning: the weights of teacher {teacher_run_id} are missing or do not match their sha256; "
-          "the teacher is trained again", flush=True)
-    return False
-
+from fspbench.results import (
+    Paths,
+    is_finished,
+    mark_blocked,
+    now,
+    read_record,
+    read_run_record,
+    runs_table,
+    teacher_usable,
+    write_parquet,
+)
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
 
@@ -169,15 +100,20 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
         ) from None
 
 
+FORWARDED_ENV = ("FSPBENCH_FAULT", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+
+
 def connect(address: str | None) -> None:
     """Join the cluster at ``address``, or start a local Ray with every core of this machine."""
     import ray
 
     if ray.is_initialized():
         return
-    # a test's fault switch must reach the trials, which run in Ray's worker processes
-    fault = os.environ.get("FSPBENCH_FAULT")
-    runtime_env = {"env_vars": {"FSPBENCH_FAULT": fault}} if fault else None
+    # settings of this process that must reach the trials, which run in Ray's worker processes: a test's
+    # fault switch, and caps on the kernels' instruction set (torch's and oneDNN's), so that a grid run
+    # with them trains, and is checked for native bf16, as this process would (fspbench.hardware)
+    passed = {k: v for k in FORWARDED_ENV if (v := os.environ.get(k))}
+    runtime_env = {"env_vars": passed} if passed else None
     if address:
         check_reachable(address)
         try:
@@ -283,7 +219,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
         return _status(paths, run_id)
 
     def blocked(run: GridRun, status: str) -> None:
-        _mark_blocked(paths, run, status)
+        mark_blocked(paths, run, status)
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
     order = TeacherFirst(runs, cost, teacher_status, blocked)
@@ -316,63 +252,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     return set(order.blocked)
 
 
-# ---------------------------------------------------------------- results tables
-
-
-def runs_table(records: list[dict[str, Any]], labels: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per evaluation point of every run; a run's status and grid labels on each of its rows.
-
-    ``labels``: run id -> group, budget, init_steps, precision (grid.run_labels). A run that failed
-    before its first evaluation keeps one row with step 0 and no metrics, so failures are counted
-    rather than dropped.
-    """
-    rows: list[dict[str, Any]] = []
-    for rec in records:
-        curve = rec.get("curve") or [{
-            "run_id": rec["run_id"], "role": rec["role"], "method": rec["method"], "arch": rec["arch"],
-            "task": rec["task"], "seed": rec["seed"], "teacher_run_id": rec.get("teacher_run_id", ""),
-            "stage": "", "step": 0, "stage_step": 0, "images_seen": 0, "wall_time_s": 0.0,
-            "train_loss": None, "test_loss": None, "test_acc": None, "eval_images": 0,
-        }]
-        extra = {**labels.get(rec["run_id"], {}), "train_images": (rec.get("data") or {}).get("train_images", 0)}
-        rows += [{"curve_acc": row.get("test_acc"), "curve_images": row.get("eval_images", 0), **row, **extra,
-                  "status": rec["status"]} for row in curve]
-    df = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
-    for col in ("train_loss", "test_loss", "test_acc", "wall_time_s", "curve_acc"):
-        df[col] = df[col].astype("float64")
-    for col in ("seed", "step", "stage_step", "images_seen", "eval_images", "budget", "init_steps", "train_images",
-                "curve_images"):
-        df[col] = df[col].fillna(0).astype("int64")
-    for col in ("group", "precision"):
-        df[col] = df[col].fillna("").astype(str)
-    return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
-
-
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 # ---------------------------------------------------------------- the grid
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _failed_record(run: GridRun, error: str) -> dict[str, Any]:
-    """The record of a run that never trained: failed, with its labels, so it is counted, not dropped."""
-    return {"run_id": run.run_id, "role": run.role, "method": run.config.method, "arch": run.config.arch,
-            "task": run.config.task, "seed": run.config.seed, "teacher_run_id": run.teacher_run_id,
-            "config": run.config.to_dict(), "status": "failed", "curve": [], "final": None, "checkpoint": None,
-            "error": error, "finished_at": _now()}
-
-
-def _mark_blocked(paths: Paths, run: GridRun, teacher_status: str) -> None:
-    """A student whose teacher did not finish is recorded as failed, not silently skipped."""
-    write_record(paths.record(run.run_id),
-                 _failed_record(run, f"teacher {run.teacher_run_id} ended with status {teacher_status}"))
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
@@ -522,7 +402,7 @@ def _dry_run(bench: Benchmark, paths: Paths, address: str | None) -> dict[str, A
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
                 verbose: int) -> dict[str, Any]:
-    started, t0 = _now(), time.monotonic()
+    started, t0 = now(), time.monotonic()
     pending = _pending(bench, paths)
     plan = Plan([], [], detect(_trial_device(bench)), 0.0, 0.0, None)
     trained: list[GridRun] = []
@@ -553,7 +433,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
             continue
         rec = read_run_record(paths.record(r.run_id))
         if rec is None and r.teacher_run_id and _status(paths, r.teacher_run_id) == "diverged":
-            _mark_blocked(paths, r, "diverged")
+            mark_blocked(paths, r, "diverged")
             rec = read_run_record(paths.record(r.run_id))
         if rec is None:  # never started (the grid was stopped first): not run, and not failed
             not_run.append(r.run_id)
@@ -573,7 +453,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         "benchmark_file": portable_path(bench.path),
         "benchmark_text": bench.text,
         "started_at": started,
-        "finished_at": _now(),
+        "finished_at": now(),
         "wall_time_s": round(wall, 2),
         "cpus": cpus,
         "gpus": gpus,
@@ -597,7 +477,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
         grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text, "skipped": grid["skipped"]}
     grid["history"] = (previous or {}).get("history", []) + [
-        {"started_at": started, "finished_at": _now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
+        {"started_at": started, "finished_at": now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
          "trial_time_s": round(trial_time, 2), "cpus": cpus, "gpus": gpus}]
     atomic_write_json(paths.root / "grid.json", grid)
     return grid

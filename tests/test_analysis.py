@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from fspbench.analysis import ablation, ablation_json, analyze, claims_json, final_runs, steps_to_target
+from fspbench.spec import AblationSpec, ClaimSpec
 
 
 def _curve(run_id: str, method: str, group: str, budget: int, seed: int, accs: list[float], init: int = 0,
@@ -52,8 +54,8 @@ def _converged(group: str, budget: int, acc: float = 0.80, seeds: int = 3) -> li
     return _group(group, 2 * budget, {"scratch": acc}, seeds=seeds)
 
 
-CLAIMS = {"better_accuracy": {"group": "g", "arch": "resnet8", "budget": 100},
-          "cross_task_transfer": {"group": "x", "arch": "resnet8", "budget": 100}}
+CLAIMS = {"better_accuracy": ClaimSpec("better_accuracy", "g", "resnet8", 100),
+          "cross_task_transfer": ClaimSpec("cross_task_transfer", "x", "resnet8", 100)}
 
 
 def _analyze(rows: list[dict], claims: dict = CLAIMS):
@@ -78,7 +80,7 @@ def test_verdicts_in_a_converged_regime() -> None:
     overlap = _converged("g", 20)  # the same five accuracies on both sides, in another order
     for s, (f, c) in enumerate(zip([0.78, 0.80, 0.82, 0.79, 0.81], [0.81, 0.79, 0.80, 0.82, 0.78])):
         overlap += _curve(f"f{s}", "fsp", "g", 20, s, [0.5, f]) + _curve(f"c{s}", "scratch", "g", 20, s, [0.5, c])
-    claim = _claim(_analyze(overlap, {"better_accuracy": CLAIMS["better_accuracy"] | {"budget": 20}}),
+    claim = _claim(_analyze(overlap, {"better_accuracy": replace(CLAIMS["better_accuracy"], budget=20)}),
                    "better_accuracy")
     assert claim.tests[0].estimate == pytest.approx(0.0, abs=1e-9)
     assert claim.verdict == "inconclusive" and claim.seeds_needed is None  # the estimate sits on the boundary
@@ -111,7 +113,7 @@ def test_estimate_and_interval_match_hand_computation() -> None:
     f, c = [0.9, 0.8, 0.7], [0.8, 0.7, 0.75]
     for s in range(3):
         rows += _curve(f"f{s}", "fsp", "g", 20, s, [0.5, f[s]]) + _curve(f"c{s}", "scratch", "g", 20, s, [0.5, c[s]])
-    test = _claim(_analyze(rows, {"better_accuracy": CLAIMS["better_accuracy"] | {"budget": 20}}),
+    test = _claim(_analyze(rows, {"better_accuracy": replace(CLAIMS["better_accuracy"], budget=20)}),
                   "better_accuracy").tests[0]
     t, k = 100 * np.array(f), 100 * np.array(c)
     se = math.sqrt(t.var(ddof=1) / 3 + k.var(ddof=1) / 3)
@@ -169,7 +171,7 @@ def test_steps_to_target_on_hand_made_curve() -> None:
 
 
 def test_fast_optimization_non_inferiority_margins_and_ratios() -> None:
-    fast = {"group": "f", "arch": "resnet8", "short_budget": 50, "full_budget": 150, "margin": 0.5, "target": 0.99}
+    fast = ClaimSpec("fast_optimization", "f", "resnet8", 150, short_budget=50)
     rows = _group("f", 50, {"fsp": 0.90}, init=50) + _group("f", 150, {"scratch": 0.90})
     rows += _group("f", 150, {"fsp": 0.905}, init=50) + _group("f", 50, {"scratch": 0.85}) + _converged("f", 150, 0.90)
     a = analyze(pd.DataFrame(rows), {"fast_optimization": fast})
@@ -220,8 +222,7 @@ def test_ablation_answers_yes_no_inconclusive() -> None:
     rows += _group("moved", 100, {"fsp": 0.830}, init=30)  # -2 points: the interval excludes 0
     rows += _group("same", 100, {"fsp": 0.8505}, init=30, spread=0.0005)  # within +-0.5 points
     rows += _group("noisy", 100, {"fsp": 0.853}, init=30, spread=0.02)  # too noisy to say
-    spec = {"reference": "paper", "arms": ["moved", "same", "noisy"], "budget": 100, "equivalence": 0.5,
-            "converged_gain": 1.0}
+    spec = AblationSpec("paper", ("moved", "same", "noisy"), 100)
     abl = ablation(pd.DataFrame(rows), spec)
     assert abl is not None and abl.regime.converged is True
     answers = {a.group: a.changes_accuracy for a in abl.arms}

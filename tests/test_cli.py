@@ -15,6 +15,7 @@ def test_console_script_is_installed() -> None:
     assert exe is not None, "pip install -e . provides the fspbench command"
 
 
+@pytest.mark.slow
 def test_train_from_set_and_from_file(tmp_path: Path, teacher_record: Path) -> None:
     args = set_args({**TINY, "arch": "resnet8", "method": "fsp", "steps": 20, "init_steps": 20,
                      "teacher": str(teacher_record)})
@@ -77,6 +78,7 @@ def test_invalid_toml_config(tmp_path: Path) -> None:
     assert res.stderr.count("\n") == 1 and "bad.toml: invalid TOML" in res.stderr
 
 
+@pytest.mark.slow
 def test_channel_mismatch_exits_2(tmp_path: Path, wide_teacher_record: Path) -> None:
     args = set_args({**TINY, "method": "fsp", "arch": "resnet8", "steps": 4, "teacher": str(wide_teacher_record)})
     res = run_cli("train", *args, "--out", str(tmp_path / "o"), "--quiet")
@@ -84,6 +86,7 @@ def test_channel_mismatch_exits_2(tmp_path: Path, wide_teacher_record: Path) -> 
     assert res.stderr.count("\n") == 1 and "fsp.adapter" in res.stderr and "conv1x1" in res.stderr
 
 
+@pytest.mark.slow
 def test_missing_data_names_the_three_sources(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -96,6 +99,7 @@ def test_missing_data_names_the_three_sources(tmp_path: Path) -> None:
     assert "FSPBENCH_DATA" in line and str(empty / "cifar10") in line and "download" in line
 
 
+@pytest.mark.slow
 def test_train_of_a_diverging_run_records_it_and_exits_0(tmp_path: Path) -> None:
     """The same rule as `fspbench run`: a diverged run is a recorded result (exit 0); only failures exit 1."""
     cfg = {**TINY, "arch": "resnet8", "steps": 30, "lr": 1e8, "device": "cpu"}

@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
+pytestmark = pytest.mark.slow  # reports built from a real grid (the smoke grid on Ray, or the committed results)
+
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = [name for name in ("default", "ablation") if (ROOT / "results" / name / "runs.parquet").is_file()]
 

@@ -22,6 +22,7 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FSPBENCH_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_eval_points_are_those_train_run_makes(tmp_path: Path, teacher_record: Path) -> None:
     # two stages (FSP: 3 init steps, then 5), a point every 2 steps and at each stage's end
     cfg = tiny(method="fsp", teacher=str(teacher_record), steps=5, init_steps=3, eval_every=2, eval_subset=50)
@@ -51,6 +52,7 @@ def test_simulated_schedule_by_hand() -> None:
     assert simulate([], secs, 2) == 0.0
 
 
+@pytest.mark.slow
 def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
     bench = load_benchmark(str(TINY_BENCH), tmp_path / "results")
     teachers = {t.run_id: t.config for t in bench.teachers}
@@ -68,6 +70,7 @@ def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
     assert run_seconds(longer, teachers, first.seconds) > run_seconds(r, teachers, first.seconds)
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_estimate_and_the_runs_and_writes_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     env = {"FSPBENCH_CACHE_DIR": str(tmp_path / "cache")}

@@ -119,6 +119,7 @@ def test_stage_long_hooks_give_the_per_step_losses_and_are_removed(objective, ta
         assert b.item() == pytest.approx(a.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluation_batch_size_does_not_change_the_result(task) -> None:
     torch.manual_seed(0)
     model = build_model("resnet8", 10, 1)
@@ -129,6 +130,7 @@ def test_evaluation_batch_size_does_not_change_the_result(task) -> None:
     assert loss_b == pytest.approx(loss_a, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_run_in_either_memory_format_learns_the_same(tmp_path) -> None:
     """Same seed, both formats: the curves agree up to rounding that training amplifies; distinct run ids."""
     cfg = tiny(steps=40)

@@ -44,6 +44,7 @@ def _avx2_detect() -> dict:
     return json.loads(res.stdout)
 
 
+@pytest.mark.slow
 def test_perf_under_avx2_kernels_says_bf16_is_not_native_and_times_it_once() -> None:
     figures = _avx2_detect()
     assert figures["cpu_capability"] == "AVX2"
@@ -75,22 +76,12 @@ def test_train_bf16_without_native_bf16_is_refused_with_one_line(tmp_path: Path)
     assert not out.exists()
 
 
-def test_train_bf16_forced_runs_and_records_the_hardware(tmp_path: Path) -> None:
-    out = tmp_path / "runs"
-    res = run_cli("train", *set_args({**SMALL, "precision": "bf16", "force_bf16": True}), "--out", str(out),
-                  "--quiet", env=AVX2)
-    assert res.returncode == 0, res.stdout + res.stderr
-    rec = json.loads(next(out.glob("*.json")).read_text())
-    hw = rec["env"]["hardware"]
-    assert hw["cpu_capability"] == "AVX2" and hw["native_bf16"] is False and hw["onednn_max_isa"] == "AVX2"
-    assert rec["config"]["force_bf16"] is True and rec["status"] == "ok"
-
-
 @pytest.mark.slow
-def test_grid_skips_a_bf16_group_without_native_bf16_and_the_report_says_so(tmp_path: Path) -> None:
-    # its own local Ray (no --address), started by the command with the AVX2 kernels' environment
+def test_grid_skips_a_bf16_group_without_native_bf16_and_the_report_says_so(ray_cluster, tmp_path: Path) -> None:
+    # the shared cluster's trials get the AVX2 caps from the driver (tune.FORWARDED_ENV)
     results, bench = tmp_path / "results", str(Path(__file__).parent / "benchmarks" / "bf16.toml")
-    res = run_cli("run", bench, "--results", str(results), "--quiet", env=AVX2)
+    address = ("--address", ray_cluster["address"])
+    res = run_cli("run", bench, "--results", str(results), "--quiet", *address, env={**ray_cluster["env"], **AVX2})
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     notices = [x for x in res.stdout.splitlines() if "skipped (" in x]
     assert len(notices) == 1 and "group 'bf16' skipped (1 runs)" in notices[0] and "force_bf16" in notices[0]
@@ -98,8 +89,12 @@ def test_grid_skips_a_bf16_group_without_native_bf16_and_the_report_says_so(tmp_
     assert grid["runs"] == {"total": 2, "ok": 2, "diverged": 0, "failed": 0, "not_run": 0, "skipped": 1}
     assert grid["skipped"]["groups"] == ["bf16"] and grid["hardware"]["native_bf16"] is False
     assert grid["estimate"]["runs"] == 2 and grid["estimate"]["wall_time_s"] > 0
-    forced = [json.loads(p.read_text()) for p in (results / "runs").glob("*.json")]
-    assert sorted(r["config"]["precision"] for r in forced) == ["bf16", "fp32"]  # the forced group ran
+    records = [json.loads(p.read_text()) for p in (results / "runs").glob("*.json")]
+    assert sorted(r["config"]["precision"] for r in records) == ["bf16", "fp32"]  # the forced group ran
+    forced = next(r for r in records if r["config"]["precision"] == "bf16")
+    assert forced["config"]["force_bf16"] is True and forced["status"] == "ok"
+    hw = forced["env"]["hardware"]  # the trial itself ran on the capped kernels
+    assert hw["cpu_capability"] == "AVX2" and hw["native_bf16"] is False and hw["onednn_max_isa"] == "AVX2"
 
     out = tmp_path / "report"
     rep = run_cli("report", str(results), "--out", str(out))
@@ -109,6 +104,6 @@ def test_grid_skips_a_bf16_group_without_native_bf16_and_the_report_says_so(tmp_
     assert (out / "tables" / "precision_not_run.csv").read_text().startswith("group,runs,status\nbf16,1,")
     assert "| torch CPU capability | AVX2 |" in text
     # a second run trains nothing and still leaves the bf16 group out rather than failing it
-    again = run_cli("run", bench, "--results", str(results), "--quiet", env=AVX2)
+    again = run_cli("run", bench, "--results", str(results), "--quiet", *address, env={**ray_cluster["env"], **AVX2})
     assert again.returncode == 0 and "0 to train" in again.stdout
     assert json.loads((results / "grid.json").read_text())["runs"]["failed"] == 0

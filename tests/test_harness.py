@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers import free_port, run_cli
 
-from fspbench.tune import PARQUET_COLUMNS
+from fspbench.results import PARQUET_COLUMNS
 
 TESTS = Path(__file__).parent
 

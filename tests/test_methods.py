@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from helpers import tiny
 
 from fspbench.errors import BadInput
-from fspbench.methods import METHODS, kd_term
+from fspbench.methods import METHODS, FSPObjective, StageContext, kd_term
+from fspbench.models import build_model
 from fspbench.train import train_run
 
 
@@ -16,6 +17,7 @@ def _stage_losses(record: dict, stage: str) -> list[float]:
     return [r["train_loss"] for r in record["curve"] if r["stage"] == stage]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_each_method_loss_falls_on_real_data(method: str, teacher_record, tmp_path) -> None:
     teacher = str(teacher_record) if METHODS[method].needs_teacher else ""
@@ -42,15 +44,22 @@ def test_kd_term_matches_direct_computation() -> None:
     assert kd_term(t, t, temp).item() == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_fsp_channel_mismatch_is_bad_input_unless_adapter(wide_teacher_record, tmp_path) -> None:
     cfg = tiny(method="fsp", teacher=str(wide_teacher_record), steps=4, init_steps=4, eval_every=4)
-    with pytest.raises(BadInput, match="fsp.adapter: pair 1 has 16 student channels .* 32 teacher channels"):
+    # refused before anything is built, from the two configs (config.teacher_mismatch) ...
+    with pytest.raises(BadInput, match="fsp.adapter: students of width 1 against the teacher of width 2"):
         train_run(cfg, tmp_path)
     assert not list(tmp_path.glob("*.json"))  # nothing written for bad input
+    # ... and by the objective itself, pair by pair, for networks the configs cannot compare
+    probe = torch.zeros(2, 1, 28, 28)
+    with pytest.raises(BadInput, match="fsp.adapter: pair 1 has 16 student channels .* 32 teacher channels"):
+        FSPObjective(StageContext(build_model("resnet8", 10, 1), build_model("resnet8", 10, 1, 2), cfg, probe))
     rec = train_run(cfg.replace(fsp=cfg.fsp.__class__(adapter="conv1x1")), tmp_path)
     assert rec["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_fsp_stage_moves_student_towards_teacher_matrices(teacher_record, tmp_path) -> None:
     """The FSP loss after stage 1 is a fraction of its start: the student learned the teacher's flow."""
     rec = train_run(tiny(method="fsp", teacher=str(teacher_record), steps=2, init_steps=80, eval_every=20), tmp_path)

@@ -10,6 +10,7 @@ from helpers import run_cli
 from fspbench.perf import KEYS
 
 
+@pytest.mark.slow
 def test_perf_json_has_every_figure() -> None:
     res = run_cli("perf", "--json", "--steps", "1", "--repeats", "1")
     assert res.returncode == 0, res.stderr
@@ -22,6 +23,7 @@ def test_perf_json_has_every_figure() -> None:
     assert figures["bf16_speedup"] == pytest.approx(figures["bf16_img_s"] / figures["fspbench_img_s"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_perf_packing_runs_concurrent_trainers() -> None:
     res = run_cli("perf", "--packing", "1,2", "--seconds", "1", "--json")
     assert res.returncode == 0, res.stderr

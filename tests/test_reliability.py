@@ -208,12 +208,13 @@ def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
     from fspbench import cli, tune
     from fspbench.grid import load_benchmark
     from fspbench.hardware import detect
+    from fspbench.results import Paths, now
 
     bench = load_benchmark(TINY, tmp_path / "R")
-    paths = tune.Paths(tmp_path / "R")
+    paths = Paths(tmp_path / "R")
     paths.runs.mkdir(parents=True)
     plan = tune.Plan(bench.runs, [], detect("cpu"), 2.0, 0.0, None)
-    grid = tune._write_outputs(bench, paths, tune._now(), 5.0, bench.runs, plan)
+    grid = tune._write_outputs(bench, paths, now(), 5.0, bench.runs, plan)
     n = len(bench.runs)
     assert grid["runs"] == {"total": n, "ok": 0, "diverged": 0, "failed": 0, "not_run": n, "skipped": 0}
     assert grid["trained_runs"] == 0

@@ -17,6 +17,8 @@ from scipy import stats as sps
 
 from fspbench.report import build_report
 
+pytestmark = pytest.mark.slow  # reports built from a real grid (the smoke grid on Ray, or the committed results)
+
 CLAIM_KEYS = ("fast_optimization", "better_accuracy", "cross_task_transfer")
 VERDICTS = {"supported", "contradicted", "inconclusive", "not_run"}
 

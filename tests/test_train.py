@@ -28,6 +28,7 @@ def _strip(rec: dict) -> dict:
     return rec
 
 
+@pytest.mark.slow
 def test_teacher_and_fsp_student_beat_chance_clearly(teacher_record, tmp_path) -> None:
     teacher = json.loads(teacher_record.read_text())
     assert teacher["final"]["test_acc"] > 0.6  # chance is 0.1
@@ -38,6 +39,7 @@ def test_teacher_and_fsp_student_beat_chance_clearly(teacher_record, tmp_path) -
     assert rec["curve"][0]["eval_images"] == 500
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_identical_records(tmp_path) -> None:
     cfg = tiny(steps=30, eval_every=10)
     a = train_run(cfg, tmp_path / "a")
@@ -48,6 +50,7 @@ def test_same_config_and_seed_give_identical_records(tmp_path) -> None:
     assert [r["train_loss"] for r in c["curve"]] != [r["train_loss"] for r in a["curve"]]
 
 
+@pytest.mark.slow
 def test_record_contents_and_checkpoint_hash(tmp_path) -> None:
     rec = train_run(tiny(steps=20, eval_every=10), tmp_path)
     on_disk = json.loads((tmp_path / f"{rec['run_id']}.json").read_text())
@@ -64,6 +67,7 @@ def test_record_contents_and_checkpoint_hash(tmp_path) -> None:
     assert not any(p.requires_grad for p in teacher.model.parameters())
 
 
+@pytest.mark.slow
 def test_altered_teacher_checkpoint_is_refused(tmp_path) -> None:
     rec = train_run(tiny(steps=10, eval_every=10), tmp_path)
     record = tmp_path / f"{rec['run_id']}.json"
@@ -75,6 +79,7 @@ def test_altered_teacher_checkpoint_is_refused(tmp_path) -> None:
         train_run(tiny(method="fsp", teacher=str(record), steps=4), tmp_path / "s")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_run_as_diverged(tmp_path) -> None:
     rec = train_run(tiny(steps=60, eval_every=20, lr=1e8), tmp_path)
     assert rec["status"] == "diverged"
@@ -85,6 +90,7 @@ def test_non_finite_loss_stops_run_as_diverged(tmp_path) -> None:
     assert on_disk["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_metrics(tmp_path) -> None:
     cfg = tiny(steps=40, eval_every=10)
     reference = train_run(cfg, tmp_path / "ref")

@@ -20,7 +20,7 @@ from fspbench.errors import BadInput
 from fspbench.grid import Benchmark, benchmark_from_text, run_labels
 from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
-from fspbench.tune import read_record
+from fspbench.results import read_record
 
 TITLES = {"fast_optimization": "Claim 1: fast optimization", "better_accuracy": "Claim 2: better accuracy",
           "cross_task_transfer": "Claim 3: cross-task transfer"}
@@ -203,7 +203,7 @@ def _arm_order(students: pd.DataFrame, a: analysis.Analysis) -> pd.DataFrame:
     images = a.runs.groupby("group")["train_images"].max()
     students["panel"] = [f"{task_of.get(g, '')}, group {g} ({images.get(g, 0):,} training images)"
                          for g in students["group"]]
-    students["label"] = [f"{g}: {m} {i}+{b}" if i else f"{g}: {m} {b}"
+    students["label"] = [f"{g}: {analysis.arm_label(m, int(i), int(b), unit='')}"
                          for g, m, i, b in zip(students["group"], students["method"], students["init_steps"],
                                                students["budget"])]
     students["_m"] = students["method"].map(order).fillna(9)
@@ -266,8 +266,8 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
 
 
 def _ablation_blocks(bench: Benchmark, table: pd.DataFrame, figs: dict[str, str]) -> list[render.Block]:
-    spec = bench.ablation or {}
-    ref, eq = spec.get("reference", ""), spec.get("equivalence", 0.5)
+    spec = bench.ablation
+    ref, eq = (spec.reference, spec.equivalence) if spec else ("", 0.5)
     moved = table[table["changes final accuracy"] == "yes"]["arm"].tolist()
     same = table[table["changes final accuracy"] == "no"]["arm"].tolist()
     b: list[render.Block] = [
