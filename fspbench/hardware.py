@@ -56,7 +56,8 @@ class Hardware:
         return f"{self.name} (torch CPU capability {self.cpu_capability}{isa})"
 
 
-def _cpu_flags_and_name() -> tuple[set[str], str]:
+def cpu_flags_and_name() -> tuple[set[str], str]:
+    """The CPU's feature flags and model name (/proc/cpuinfo; no flags and the platform's name elsewhere)."""
     flags: set[str] = set()
     name = ""
     try:
@@ -84,7 +85,7 @@ def detect(device: str = "cpu") -> Hardware:
         return Hardware("cuda", torch.cuda.get_device_name(), capability, native,
                         f"compute capability {major}.{minor} {'>=' if native else '<'} 8.0",
                         compute_capability=f"{major}.{minor}")
-    flags, name = _cpu_flags_and_name()
+    flags, name = cpu_flags_and_name()
     isa = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
     has = sorted(f for f in _BF16_FLAGS if f in flags)
     if not has:

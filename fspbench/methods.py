@@ -28,7 +28,7 @@ from fspbench.errors import BadInput
 from fspbench.features import FeatureCapture, Point, pair_points
 from fspbench.fsp import fsp_loss_to, fsp_matrix, match_spatial
 from fspbench.models import section_names
-from fspbench.registry import StagePlan
+from fspbench.registry import MethodInfo, StagePlan
 
 
 @dataclass
@@ -260,10 +260,16 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class Method:
-    name: str
-    needs_teacher: bool
-    stages: Callable[[RunConfig], list[StageSpec]]
-    summary: str
+    """A registry method (its name, teacher need and stage plans) with each stage's objective built."""
+
+    info: MethodInfo
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.info.needs_teacher
+
+    def stages(self, cfg: RunConfig) -> list[StageSpec]:
+        return [StageSpec(p.name, p.steps, p.lr, p.milestones, _objective(p)) for p in self.info.plan(cfg)]
 
 
 def _objective(plan: StagePlan) -> Callable[[StageContext], Objective]:
@@ -274,13 +280,6 @@ def _objective(plan: StagePlan) -> Callable[[StageContext], Objective]:
     return {"ce": CrossEntropy, "fsp": FSPObjective, "hint": HintObjective}[plan.objective]
 
 
-def _stages(name: str) -> Callable[[RunConfig], list[StageSpec]]:
-    def stages(cfg: RunConfig) -> list[StageSpec]:
-        return [StageSpec(p.name, p.steps, p.lr, p.milestones, _objective(p)) for p in registry.METHODS[name].plan(cfg)]
-
-    return stages
-
-
 METHODS: dict[str, Method] = {
-    name: Method(name, info.needs_teacher, _stages(name), info.summary) for name, info in registry.METHODS.items()
+    name: Method(info) for name, info in registry.METHODS.items()
 }

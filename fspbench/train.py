@@ -34,7 +34,7 @@ import fspbench
 from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
-from fspbench.hardware import check_precision, detect
+from fspbench.hardware import check_precision, cpu_flags_and_name, detect
 from fspbench.io import atomic_torch_save, sha256_file, write_record
 from fspbench.methods import METHODS, Objective, StageContext, StageSpec
 from fspbench.models import build_model
@@ -66,7 +66,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "fspbench": fspbench.__version__,
         "platform": platform.platform(),
-        "processor": _cpu_name(),
+        "processor": cpu_flags_and_name()[1],
         "cpu_count": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": str(device),
@@ -82,16 +82,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - a dependency
         pass
     return env
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _git_commit() -> str:

@@ -139,7 +139,6 @@ def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
     from ray.tune import Callback
 
     total = len(runs)
-    by_id = {r.run_id: r for r in runs}
 
     class GridProgress(Callback):
         """One line per ended run: done / running / pending / failed, elapsed, remaining.
@@ -178,7 +177,7 @@ def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
         def _end(self, trial: Any) -> None:
             run_id = trial.config["run_id"]
             self.ended.add(run_id)
-            if run_id in self.began and run_id in by_id:
+            if run_id in self.began and run_id in est.run_s:
                 self.measured += time.monotonic() - self.began[run_id]
                 self.estimated += est.run_s[run_id]
 
@@ -215,14 +214,11 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
 
-    def teacher_status(run_id: str) -> str:
-        return _status(paths, run_id)
-
     def blocked(run: GridRun, status: str) -> None:
         mark_blocked(paths, run, status)
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
-    order = TeacherFirst(runs, cost, teacher_status, blocked)
+    order = TeacherFirst(runs, cost, lambda run_id: _status(paths, run_id), blocked)
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, {"cpu": bench.resources["cpu"], "gpu": bench.resources["gpu"]})
@@ -319,14 +315,13 @@ def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
     return [r for r in bench.runs if r.run_id in redo or r in pending] if redo else pending
 
 
-def _plan(bench: Benchmark, paths: Paths, address: str | None, connected: bool) -> Plan:
+def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool) -> Plan:
     """Pending runs, the trials' hardware, bf16 groups it cannot run, and the calibrated estimate.
 
     ``connected``: Ray is up (a real run); the cluster's resources then give the slots, and on a
     cluster (``address``) the hardware and calibration are measured in a task with a trial's resources.
     Without Ray (a dry run on this machine) the slots are this machine's cores (and GPUs).
     """
-    pending = _pending(bench, paths)
     if connected:
         import ray
 
@@ -386,7 +381,7 @@ def _print_estimate(bench: Benchmark, plan: Plan) -> None:
 def _dry_run(bench: Benchmark, paths: Paths, address: str | None) -> dict[str, Any]:
     if address:
         connect(address)
-    plan = _plan(bench, paths, address, connected=bool(address))
+    plan = _plan(bench, _pending(bench, paths), address, connected=bool(address))
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(plan.pending)} to train, {len(plan.skipped)} "
           f"skipped; results would go to {paths.root} (dry run: nothing is trained or written)", flush=True)
     est = plan.estimate
@@ -409,7 +404,7 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
     if pending:
         if address:
             connect(address)  # before anything is written: a bad address leaves no trace
-        plan = _plan(bench, paths, address, connected=bool(address))
+        plan = _plan(bench, pending, address, connected=bool(address))
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(bench.runs) - len(pending)} already finished, "
           f"{len(plan.skipped)} skipped, {len(plan.pending)} to train; results in {paths.root}", flush=True)
     if plan.pending and plan.estimate is not None:
@@ -441,8 +436,8 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
             records.append(rec)
     write_parquet(runs_table(records, run_labels(bench)), paths.root / "runs.parquet")
     # trained now: a run of this invocation that has a record from it (an interrupted grid trains fewer)
-    trained_ids = {r.run_id for r in trained
-                   if (rec := read_record(paths.record(r.run_id))) and str(rec.get("finished_at", "")) >= started}
+    written_now = {rec["run_id"] for rec in records if str(rec.get("finished_at", "")) >= started}
+    trained_ids = {r.run_id for r in trained} & written_now
     trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     cpus, gpus = plan.cpus, plan.gpus
