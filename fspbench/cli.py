@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
     bench = load_benchmark(args.benchmark, _results_dir(args))
     grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
-                    dry_run=args.dry_run)
+                    dry_run=args.dry_run, autoscaling=args.autoscaling)
     if args.dry_run:
         return 0
     n = grid["runs"]
@@ -75,7 +75,7 @@ def _results_dir(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> int:
     from fspbench.submit import submit
 
-    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)))
+    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)), autoscaling=args.autoscaling)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no Tune status table")
     p.add_argument("--dry-run", action="store_true",
                    help="print the time estimate (calibrated on this machine) and the runs left; train nothing")
+    p.add_argument("--autoscaling", action="store_true",
+                   help="the cluster adds nodes on demand: a trial no node can hold yet waits for one "
+                        "(default: such a request exits 2 at once)")
     p.set_defaults(func=_run)
 
     p = sub.add_parser("submit", help="submit `fspbench run` as a Ray job to a cluster's job server")
@@ -139,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
     p.add_argument("--results", help="results folder, on storage every node shares (default: results/<name>, "
                                      "made absolute)")
+    p.add_argument("--autoscaling", action="store_true", help="as for run: wait for nodes the autoscaler adds")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("report", help="analyse a results folder and write the report (no training)")

@@ -5,7 +5,8 @@ A benchmark file declares teachers, student groups and the claims to test:
     name = "smoke"                 # optional; the file stem by default
     description = "..."            # optional
     [defaults]                     # RunConfig keys for every run (teachers and students)
-    [resources]                    # per Ray Tune trial: cpu > 0, gpu >= 0 (fractions allowed)
+    [resources]                    # per Ray Tune trial: cpu > 0, gpu >= 0 (fractions allowed); optional
+                                   # max_concurrent = N caps the trials at once (default: all the cluster holds)
     [teachers.<id>]                # role = "teacher", method = "scratch"; seeds = [...] + RunConfig keys
     [students.<group>]             # methods x archs x seeds x budgets; teacher = "<id>", teacher_seeds
                                    # = [...] (student seed k learns from teacher_seeds[k % len], so the
@@ -90,6 +91,7 @@ class Benchmark:
     students: list[GridRun]
     claims: dict[str, ClaimSpec]  # claim key -> its checked table
     ablation: AblationSpec | None = None  # the checked [ablation] table
+    max_concurrent: int | None = None  # [resources] max_concurrent: a cap on trials at once
 
     @property
     def runs(self) -> list[GridRun]:
@@ -195,7 +197,8 @@ class _Loader:
         """Two steps: the file's tables into a checked BenchmarkSpec, then the spec into runs."""
         spec = self.parse(raw, path)
         teachers, students = self.expand(spec)
-        return Benchmark(spec.name, path, text, spec.resources, teachers, students, spec.claims, spec.ablation)
+        return Benchmark(spec.name, path, text, spec.resources, teachers, students, spec.claims, spec.ablation,
+                         spec.max_concurrent)
 
     def parse(self, raw: dict[str, Any], path: Path) -> BenchmarkSpec:
         """Every table and key checked, the claims and the ablation against the groups; no run built yet."""
@@ -209,6 +212,7 @@ class _Loader:
         if not isinstance(description, str):
             raise self.fail("description", f"expected a string, got {description!r}")
         resources = self.resources(raw.get("resources", {}))
+        max_concurrent = self.max_concurrent(raw.get("resources", {}))
         defaults = self.table(raw, "defaults", required=False)
         self.check_keys(defaults, "defaults", allowed=[k for k in _RUN_KEYS if k not in GRID_SET], set_by=GRID_SET)
         self.build({}, defaults, "defaults", {})  # the defaults alone must make a valid config
@@ -227,7 +231,7 @@ class _Loader:
         claims = self.claims(raw.get("claims", {}), groups, teacher_tables, defaults)
         ablation = self.ablation(raw["ablation"], groups) if "ablation" in raw else None
         return BenchmarkSpec(name, description, resources, defaults, tuple(teachers), tuple(groups.values()),
-                             claims, ablation)
+                             claims, ablation, max_concurrent)
 
     def expand(self, spec: BenchmarkSpec) -> tuple[list[GridRun], list[GridRun]]:
         """The teachers' runs (one per seed), then every group's students."""
@@ -326,14 +330,23 @@ class _Loader:
             raise self.fail("resources", f"expected a table [resources] with cpu and gpu, got {value!r}")
         out = dict(RESOURCE_DEFAULTS)
         for k, v in value.items():
+            if k == "max_concurrent":  # not a trial's resource: a cap on the grid (max_concurrent below)
+                continue
             if k not in RESOURCE_DEFAULTS:
-                raise self.unknown(f"resources.{k}", tuple(RESOURCE_DEFAULTS), k)
+                raise self.unknown(f"resources.{k}", (*RESOURCE_DEFAULTS, "max_concurrent"), k)
             ok = _is_number(v) and (v > 0 if k == "cpu" else v >= 0)
             if not ok:
                 bound = "> 0" if k == "cpu" else ">= 0 (fractions allowed)"
                 raise self.fail(f"resources.{k}", f"expected a number {bound}, got {v!r}")
             out[k] = float(v)
         return out
+
+    def max_concurrent(self, value: Any) -> int | None:
+        """[resources] max_concurrent: at most this many trials at once, however many the cluster holds."""
+        v = value.get("max_concurrent") if isinstance(value, dict) else None
+        if v is not None and not (_is_int(v) and v >= 1):
+            raise self.fail("resources.max_concurrent", f"expected an integer >= 1 (trials at once), got {v!r}")
+        return v
 
     def int_list(self, value: Any, key: str, minimum: int) -> list[int]:
         ok = (isinstance(value, list) and value and all(_is_int(v) and v >= minimum for v in value)

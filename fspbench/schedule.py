@@ -8,9 +8,10 @@ grid neither waits at a barrier between teachers and students nor ends with one 
 and the others idle. A student whose teacher did not end ok is never started: it is
 handed to ``on_blocked``, which records it as failed.
 
-tune.py caps the live trials at the cluster's slots (``max_concurrent_trials``), so Tune asks
-for a run only when a slot is free and a run id is bound to a trial as late as possible: a
-student that became ready a moment ago still overtakes a lower-priority run.
+``FollowCluster`` caps the live trials at the slots of the nodes alive now (fspbench.cluster),
+so Tune asks for a run only when a slot is free and a run id is bound to a trial as late as
+possible: a student that became ready a moment ago still overtakes a lower-priority run. A
+node that joins raises the cap while the grid runs; a node that is lost lowers it.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from fspbench.estimate import chain_priority
 from fspbench.grid import GridRun
 
-__all__ = ["TeacherFirst", "chain_priority"]
+__all__ = ["FollowCluster", "TeacherFirst", "chain_priority"]
 
 
 class TeacherFirst(Searcher):
@@ -84,3 +85,25 @@ class TeacherFirst(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore (see ``save``)."""
+
+
+class FollowCluster(ConcurrencyLimiter):
+    """Ray Tune's ConcurrencyLimiter with a limit that follows the cluster while the grid runs.
+
+    ``slots()`` is the number of trials the live nodes hold now (cluster.ClusterSlots). At least
+    one trial is let through even when no node holds one yet, so that an autoscaling cluster
+    sees a waiting trial and adds a node for it. Tune reads the limit once at the start to size
+    its queue of pending trials; every ``suggest`` reads it again.
+    """
+
+    def __init__(self, searcher: Searcher, slots: Callable[[], int]) -> None:
+        self._slots = slots
+        super().__init__(searcher, max_concurrent=self.max_concurrent)
+
+    @property  # type: ignore[override]  # an attribute in ConcurrencyLimiter, computed here
+    def max_concurrent(self) -> int:
+        return max(1, self._slots())
+
+    @max_concurrent.setter
+    def max_concurrent(self, value: int) -> None:
+        """Ignored: the limit is the cluster's (Tune sets it only from max_concurrent_trials, unused here)."""

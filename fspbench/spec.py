@@ -99,3 +99,4 @@ class BenchmarkSpec:
     groups: tuple[GroupSpec, ...]
     claims: dict[str, ClaimSpec]
     ablation: AblationSpec | None
+    max_concurrent: int | None = None  # [resources] max_concurrent: at most this many trials at once

@@ -48,8 +48,11 @@ def _client(address: str):  # noqa: ANN202 - Ray's class, imported late
                        "check the dashboard address and port (default 8265)") from None
 
 
-def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0) -> int:
-    """Submit the grid, stream its logs, and return 0 if the job succeeded, else its exit code or 1."""
+def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0, autoscaling: bool = False) -> int:
+    """Submit the grid, stream its logs, and return 0 if the job succeeded, else its exit code or 1.
+
+    ``autoscaling``: passed on to ``fspbench run`` (wait for nodes the cluster's autoscaler adds).
+    """
     from ray.job_submission import JobStatus
 
     root = project_root()
@@ -61,7 +64,8 @@ def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0) -> i
                        "since only the project folder travels to the cluster") from None
     client = _client(address)
     entrypoint = " ".join(shlex.quote(a) for a in
-                          ["python", "-m", "fspbench.cli", "run", str(rel), "--results", results, "--address", "auto"])
+                          ["python", "-m", "fspbench.cli", "run", str(rel), "--results", results, "--address", "auto",
+                           *(["--autoscaling"] if autoscaling else [])])
     job_id = client.submit_job(entrypoint=entrypoint,
                                runtime_env={"working_dir": str(root), "excludes": EXCLUDES})
     print(f"[fspbench] submitted job {job_id} to {address}: {entrypoint}", flush=True)

@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         # what must match for bitwise-identical CPU runs, and whether bf16 is native (fspbench.hardware)
         "hardware": detect(device.type).to_dict(),
         "git_commit": _git_commit(),
+        "ray_node": _ray_node(),
     }
     try:
         import torchvision
@@ -82,6 +84,14 @@ def environment(device: torch.device) -> dict[str, Any]:
     except ImportError:  # pragma: no cover - a dependency
         pass
     return env
+
+
+def _ray_node() -> dict[str, str] | None:
+    """The Ray node that trains this run (its id and IP) when it is a grid's trial, else None."""
+    ray = sys.modules.get("ray")  # never imported here: a run outside Ray has no node
+    if ray is None or not ray.is_initialized():
+        return None
+    return {"id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
 
 
 def _git_commit() -> str:

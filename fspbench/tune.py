@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
 from fspbench.errors import BadInput
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration, simulate
 from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
@@ -66,8 +67,11 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
                 paths.checkpoints.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(f, paths.checkpoints / f.name)
 
+    node_id = ray.get_runtime_context().get_node_id()
+
     def on_eval(row: dict[str, Any], state_path: Path | None) -> None:
-        metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        # the node goes with every report, so the driver can say where a lost attempt ran (Attempts)
+        metrics = {**{k: v for k, v in row.items() if isinstance(v, (int, float))}, "node_id": node_id}
         if state_path is None or not state_path.exists():
             tune.report(metrics)
             return
@@ -135,7 +139,7 @@ def _fmt(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}"
 
 
-def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
+def _progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: ClusterSlots) -> Any:
     from ray.tune import Callback
 
     total = len(runs)
@@ -145,7 +149,8 @@ def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
 
         Failed counts the trials that errored and the students ``order`` never started because
         their teacher did not end ok. Remaining is the estimate's simulated schedule of the runs
-        not yet ended, scaled by measured / estimated seconds of the runs that have (estimate.py).
+        not yet ended on the slots the cluster has now, scaled by measured / estimated seconds of
+        the runs that have (estimate.py).
         """
 
         def __init__(self) -> None:
@@ -160,7 +165,7 @@ def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
             left = [r for r in runs if r.run_id not in self.ended and r.run_id not in order.blocked]
             secs = {r.run_id: max(0.0, est.run_s[r.run_id] * scale - (now - self.began.get(r.run_id, now)))
                     for r in left}
-            return simulate(left, secs, est.slots, first=[i for i in self.began if i not in self.ended])
+            return simulate(left, secs, cluster() or est.slots, first=[i for i in self.began if i not in self.ended])
 
         def _line(self, trials: list[Any], ended: Any) -> None:
             failed = self.errored + len(order.blocked)
@@ -194,22 +199,97 @@ def _progress_callback(runs: list[GridRun], order: Any, est: Estimate) -> Any:
     return GridProgress()
 
 
+def _trial_log() -> Any:
+    from ray.tune import Callback
+
+    class TrialLog(Callback):
+        """What the trials did besides their records: the retried attempts and the most at once.
+
+        A trial whose process dies (its node lost, a crash) is retried from its last checkpoint
+        (FailureConfig). The retry keeps the training seconds that attempt reported into
+        checkpoints (the curve rows' wall_time_s); the rest of the attempt (training after the
+        checkpoint, start-up, evaluations) is lost: lost_s = attempt_s - kept_s. The run's record
+        counts only what was kept, so grid.json's retries, and the report's cost table, add the rest.
+        ``peak_running`` is the most trials that ran at once, which follows the cluster as nodes join.
+        """
+
+        def __init__(self) -> None:
+            self.retries: list[dict[str, Any]] = []
+            self.peak_running = 0
+            self._live: set[str] = set()
+            self._began: dict[str, tuple[float, float]] = {}  # run id -> (attempt start, seconds resumed from)
+            self._wall: dict[str, float] = {}  # run id -> training seconds of its last report
+            self._node: dict[str, str] = {}  # run id -> node of its last report
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._began[run_id] = (time.monotonic(), self._wall.get(run_id, 0.0))
+            self._live.add(run_id)
+            self.peak_running = max(self.peak_running, len(self._live))
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                            **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._wall[run_id] = float(result.get("wall_time_s") or 0.0)
+            self._node[run_id] = str(result.get("node_id") or "")
+
+        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._live.discard(run_id)
+            began, resumed = self._began.get(run_id, (time.monotonic(), 0.0))
+            attempt = time.monotonic() - began
+            kept = max(0.0, self._wall.get(run_id, 0.0) - resumed)
+            node = self._node.get(run_id) or "unknown"
+            self.retries.append({"run_id": run_id, "node": node, "attempt_s": round(attempt, 2),
+                                 "kept_s": round(kept, 2), "lost_s": round(max(0.0, attempt - kept), 2),
+                                 "error": _last_error(trial)})
+            print(f"[fspbench] {run_id}: its attempt on node {node[:12]} failed after {attempt:.0f} s; retried "
+                  f"from its last checkpoint ({kept:.0f} s of training kept)", flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._live.discard(trial.config["run_id"])
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._live.discard(trial.config["run_id"])
+
+    return TrialLog()
+
+
+def _last_error(trial: Any) -> str:
+    """The last line of the trial's last error in Tune's error file (e.g. "... its node has died ...")."""
+    try:
+        text = (Path(trial.local_path) / str(trial.run_metadata.error_filename)).read_text()
+    except (OSError, AttributeError, TypeError):
+        return ""
+    last = text.rsplit("Failure # ", 1)[-1]
+    lines = [line.strip() for line in last.splitlines()[1:] if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
 # ---------------------------------------------------------------- the Tune run
 
 
-def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> set[str]:
+@dataclass
+class Outcome:
+    """What one Tune run of a grid did besides the records its trials wrote."""
+
+    blocked: set[str]  # students never started: their teacher did not end ok
+    retries: list[dict[str, Any]]  # retried attempts (TrialLog)
+    peak_slots: int  # the most trials the live nodes could hold at once while it ran
+    peak_running: int  # the most trials that ran at once
+
+
+def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> Outcome:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
-    Returns the ids of the students never started because their teacher did not end ok.
-
-    ``est.slots`` trials run at once (the cluster's resources at the start); Tune then asks the
-    order for a run only when a slot frees up, so the choice is made as late as possible.
-    Without any slot yet (an autoscaling cluster that starts empty), Tune's own pace of one
-    pending trial at a time applies.
+    At most as many trials run at once as the nodes alive at that moment hold (schedule.FollowCluster,
+    capped by [resources] max_concurrent): a node that joins gets trials, a lost node's trial is
+    retried from its last checkpoint on the nodes left. Tune asks the order for a run only when a
+    slot frees up, so the choice is made as late as possible.
     """
     from ray import tune
 
-    from fspbench.schedule import TeacherFirst  # imports Ray Tune: only when a grid runs
+    from fspbench.schedule import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
@@ -219,16 +299,17 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
     order = TeacherFirst(runs, cost, lambda run_id: _status(paths, run_id), blocked)
+    cluster = ClusterSlots(_request(bench), bench.max_concurrent)
+    log = _trial_log()
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
-    trainable = tune.with_resources(trainable, {"cpu": bench.resources["cpu"], "gpu": bench.resources["gpu"]})
+    trainable = tune.with_resources(trainable, _request(bench))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=order,
+            search_alg=FollowCluster(order, cluster),
             num_samples=len(runs),
-            max_concurrent_trials=est.slots or None,
             trial_name_creator=lambda t: t.config["run_id"],
             trial_dirname_creator=lambda t: t.config["run_id"],
             reuse_actors=True,  # keeps the imported torch and the cached data set between trials
@@ -236,34 +317,45 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
         run_config=tune.RunConfig(
             name=f"grid-{stamp}",
             storage_path=str(paths.ray.resolve()),
-            failure_config=tune.FailureConfig(max_failures=2),  # retried from the last checkpoint
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_progress_callback(runs, order, est)],
+            callbacks=[_progress_callback(runs, order, est, cluster), log],
             verbose=verbose,
         ),
     )
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
     tuner.fit()  # trial errors are recorded by the trials; the grid goes on
-    return set(order.blocked)
+    return Outcome(set(order.blocked), log.retries, cluster.peak, log.peak_running)
+
+
+# a trial is retried this many times (from its last checkpoint) before it counts as failed
+MAX_FAILURES = 2
+
+
+def _request(bench: Benchmark) -> dict[str, float]:
+    """One trial's resources, as Tune and fspbench.cluster spell them."""
+    return {"cpu": bench.resources["cpu"], "gpu": bench.resources["gpu"]}
 
 
 # ---------------------------------------------------------------- the grid
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
-             verbose: int = 1, dry_run: bool = False) -> dict[str, Any]:
+             verbose: int = 1, dry_run: bool = False, autoscaling: bool = False) -> dict[str, Any]:
     """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json.
 
     ``dry_run``: print the time estimate and the runs it would train, write nothing, return the plan.
+    ``autoscaling``: the cluster adds nodes on demand, so a trial no node holds yet waits for one
+    instead of being refused (fspbench.cluster.check_request).
     """
     paths = Paths(Path(results))
     if dry_run:
-        return _dry_run(bench, paths, address)
+        return _dry_run(bench, paths, address, autoscaling)
     check_writable(paths.root)
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
-        return _run_locked(bench, paths, lock, address, verbose)
+        return _run_locked(bench, paths, lock, address, verbose, autoscaling)
 
 
 def check_writable(root: Path) -> None:
@@ -283,9 +375,16 @@ class Plan:
     pending: list[GridRun]  # to train now (finished runs and skipped ones left out)
     skipped: list[GridRun]  # bf16 runs this hardware cannot run natively (hardware.check_precision)
     hardware: Hardware
-    cpus: float
-    gpus: float
+    nodes: list[Node]  # the live nodes when the grid started
     estimate: Estimate | None  # None when nothing is left to train
+
+    @property
+    def cpus(self) -> float:
+        return sum(n.cpus for n in self.nodes)
+
+    @property
+    def gpus(self) -> float:
+        return sum(n.gpus for n in self.nodes)
 
     @property
     def skip_reason(self) -> str:
@@ -315,20 +414,20 @@ def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
     return [r for r in bench.runs if r.run_id in redo or r in pending] if redo else pending
 
 
-def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool) -> Plan:
+def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool,
+          autoscaling: bool = False) -> Plan:
     """Pending runs, the trials' hardware, bf16 groups it cannot run, and the calibrated estimate.
 
-    ``connected``: Ray is up (a real run); the cluster's resources then give the slots, and on a
-    cluster (``address``) the hardware and calibration are measured in a task with a trial's resources.
-    Without Ray (a dry run on this machine) the slots are this machine's cores (and GPUs).
+    ``connected``: Ray is up (a real run); the live nodes then give the slots, and on a cluster
+    (``address``) the hardware and calibration are measured in a task with a trial's resources.
+    Without Ray (a run or dry run on this machine) the slots are this machine's cores (and GPUs).
+    A trial that no node can hold is BadInput, unless the cluster adds nodes (``autoscaling``).
     """
-    if connected:
-        import ray
-
-        res = ray.cluster_resources()
-        cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
-    else:
-        cpus, gpus = float(os.cpu_count() or 1), float(_local_gpus())
+    nodes = live_nodes() if connected else this_machine()
+    where = f"the cluster at {address}" if connected else "this machine (the local Ray)"
+    notice = check_request(nodes, _request(bench), where, autoscaling)
+    if notice:  # an autoscaling cluster: said once; the calibration task and the trials wait for the node
+        print(notice, flush=True)
     device = _trial_device(bench)
     threads = max(1, int(bench.resources["cpu"]))
     hw = _remote(bench, lambda: detect(device)) if connected and address else detect(device)
@@ -340,10 +439,10 @@ def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connect
               f"bf16 ({hw.bf16_source}); add force_bf16 = true to the group to run it anyway", flush=True)
     est = None
     if pending:
-        slots = _slots(bench, cpus, gpus) or 1
-        est = (_remote(bench, lambda: estimate_grid(bench, pending, slots, threads)) if connected and address
-               else estimate_grid(bench, pending, slots, threads))
-    return Plan(pending, skipped, hw, cpus, gpus, est)
+        n_slots = slots(nodes, _request(bench), bench.max_concurrent) or 1
+        est = (_remote(bench, lambda: estimate_grid(bench, pending, n_slots, threads)) if connected and address
+               else estimate_grid(bench, pending, n_slots, threads))
+    return Plan(pending, skipped, hw, nodes, est)
 
 
 def _trial_device(bench: Benchmark) -> str:
@@ -351,12 +450,6 @@ def _trial_device(bench: Benchmark) -> str:
 
     wants_gpu = bench.resources["gpu"] > 0
     return "cuda" if wants_gpu and torch.cuda.is_available() else "cpu"
-
-
-def _local_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _remote(bench: Benchmark, fn: Any) -> Any:
@@ -378,10 +471,10 @@ def _print_estimate(bench: Benchmark, plan: Plan) -> None:
           f"{plan.hardware.describe()}, {est.threads} thread(s) per trial; {how}", flush=True)
 
 
-def _dry_run(bench: Benchmark, paths: Paths, address: str | None) -> dict[str, Any]:
+def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool) -> dict[str, Any]:
     if address:
         connect(address)
-    plan = _plan(bench, _pending(bench, paths), address, connected=bool(address))
+    plan = _plan(bench, _pending(bench, paths), address, connected=bool(address), autoscaling=autoscaling)
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(plan.pending)} to train, {len(plan.skipped)} "
           f"skipped; results would go to {paths.root} (dry run: nothing is trained or written)", flush=True)
     est = plan.estimate
@@ -396,15 +489,15 @@ def _dry_run(bench: Benchmark, paths: Paths, address: str | None) -> dict[str, A
 
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
-                verbose: int) -> dict[str, Any]:
+                verbose: int, autoscaling: bool) -> dict[str, Any]:
     started, t0 = now(), time.monotonic()
     pending = _pending(bench, paths)
-    plan = Plan([], [], detect(_trial_device(bench)), 0.0, 0.0, None)
-    trained: list[GridRun] = []
+    plan = Plan([], [], detect(_trial_device(bench)), [], None)
+    outcome = Outcome(set(), [], 0, 0)
     if pending:
         if address:
             connect(address)  # before anything is written: a bad address leaves no trace
-        plan = _plan(bench, pending, address, connected=bool(address))
+        plan = _plan(bench, pending, address, connected=bool(address), autoscaling=autoscaling)
     print(f"[fspbench] {bench.name}: {len(bench.runs)} runs, {len(bench.runs) - len(pending)} already finished, "
           f"{len(plan.skipped)} skipped, {len(plan.pending)} to train; results in {paths.root}", flush=True)
     if plan.pending and plan.estimate is not None:
@@ -412,15 +505,14 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         connect(address)  # a local Ray starts only when something is to be trained
         lock.acquire()
         paths.runs.mkdir(parents=True, exist_ok=True)
-        blocked = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
-        trained = [r for r in plan.pending if r.run_id not in blocked]
+        outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
-    return _write_outputs(bench, paths, started, time.monotonic() - t0, trained, plan)
+    return _write_outputs(bench, paths, started, time.monotonic() - t0, plan, outcome)
 
 
-def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, trained: list[GridRun],
-                   plan: Plan) -> dict[str, Any]:
+def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, plan: Plan,
+                   outcome: Outcome) -> dict[str, Any]:
     records, not_run = [], []
     skipped = {r.run_id for r in plan.skipped}
     for r in bench.runs:
@@ -437,11 +529,13 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
     write_parquet(runs_table(records, run_labels(bench)), paths.root / "runs.parquet")
     # trained now: a run of this invocation that has a record from it (an interrupted grid trains fewer)
     written_now = {rec["run_id"] for rec in records if str(rec.get("finished_at", "")) >= started}
-    trained_ids = {r.run_id for r in trained} & written_now
+    trained_ids = {r.run_id for r in plan.pending if r.run_id not in outcome.blocked} & written_now
     trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
     eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
+    retried_time = sum(r["lost_s"] for r in outcome.retries)
     cpus, gpus = plan.cpus, plan.gpus
-    slots = _slots(bench, cpus, gpus)
+    start_slots = slots(plan.nodes, _request(bench), bench.max_concurrent)
+    peak = max(start_slots, outcome.peak_slots)  # the capacity a growing cluster reached
     counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
     grid = {
         "name": bench.name,
@@ -453,14 +547,22 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         "cpus": cpus,
         "gpus": gpus,
         "trial_resources": bench.resources,
-        "concurrent_slots": slots,
+        "max_concurrent": bench.max_concurrent,
+        "nodes": len(plan.nodes),
+        "concurrent_slots": start_slots,
+        "peak_slots": peak,
+        "peak_running": outcome.peak_running,
         "trained_runs": len(trained_ids),
         "trial_time_s": round(trial_time, 2),
-        # summed training time of the trials / (wall time x slots that could run at once)
-        "harness_efficiency": round(trial_time / (wall * slots), 4) if trained_ids and slots and wall else None,
+        # attempts that failed and were retried from a checkpoint (a lost node, a crash): where they
+        # ran and the seconds the runs' records do not count (TrialLog)
+        "retries": outcome.retries,
+        "retried_time_s": round(retried_time, 2),
+        # summed training time of the trials / (wall time x the most slots that could run at once)
+        "harness_efficiency": round(trial_time / (wall * peak), 4) if trained_ids and peak and wall else None,
         # the trials' evaluations (curve points and final test set), which harness_efficiency counts as overhead
         "eval_time_s": round(eval_time, 2),
-        "eval_share": round(eval_time / (wall * slots), 4) if trained_ids and slots and wall else None,
+        "eval_share": round(eval_time / (wall * peak), 4) if trained_ids and peak and wall else None,
         "runs": {"total": len(records) + len(not_run), **counts, "not_run": len(not_run), "skipped": len(skipped)},
         # the trials' hardware (fspbench.hardware) and the estimate made before they started (estimate.py)
         "hardware": plan.hardware.to_dict(),
@@ -473,16 +575,8 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, tr
         grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text, "skipped": grid["skipped"]}
     grid["history"] = (previous or {}).get("history", []) + [
         {"started_at": started, "finished_at": now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
-         "trial_time_s": round(trial_time, 2), "cpus": cpus, "gpus": gpus}]
+         "trial_time_s": round(trial_time, 2), "retried_time_s": round(retried_time, 2),
+         "retried_attempts": len(outcome.retries), "cpus": cpus, "gpus": gpus}]
     atomic_write_json(paths.root / "grid.json", grid)
     return grid
 
-
-def _slots(bench: Benchmark, cpus: float, gpus: float) -> int:
-    """How many trials the cluster can run at once with the benchmark's per-trial resources."""
-    if not cpus:
-        return 0
-    by_cpu = int(cpus // bench.resources["cpu"])
-    if bench.resources["gpu"] > 0:
-        return min(by_cpu, int(gpus // bench.resources["gpu"]))
-    return by_cpu

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import free_port, run_cli, tiny
+from helpers import CLUSTER_BENCH, free_port, run_cli, tiny
 
 from fspbench.train import train_run
 
@@ -77,3 +77,14 @@ def smoke_run(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> dict:
 def smoke_results(smoke_run: dict) -> Path:
     """The folder of a finished smoke benchmark (runs.parquet, run records, grid.json)."""
     return smoke_run["path"]
+
+
+@pytest.fixture(scope="session")
+def cluster_reference(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/benchmarks/cluster.toml run once, uninterrupted, on the shared one-node cluster: what every
+    interrupted, retried or multi-node run of the same grid must equal (apart from wall_time_s)."""
+    results = tmp_path_factory.mktemp("reference") / "cluster"
+    res = run_cli("run", CLUSTER_BENCH, "--results", str(results), "--address", ray_cluster["address"], "--quiet",
+                  env=ray_cluster["env"])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return results

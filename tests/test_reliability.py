@@ -1,15 +1,14 @@
-"""Reliability on a real Ray cluster: a crashed trial, a killed driver, altered files, two runners.
+"""Reliability on a real Ray cluster: a crashed trial, altered files, two runners (a killed driver and lost
+nodes: test_cluster.py).
 
-Every case is compared with one uninterrupted run of the same three-run grid: the CPU path is
-deterministic, so the rows must be identical apart from timings.
+Every case is compared with one uninterrupted run of the same five-run grid (the session's
+cluster_reference): the CPU path is deterministic, so the rows must be identical apart from timings.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -17,90 +16,40 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import run_cli
+from helpers import CLUSTER_BENCH, grid_rows, run_cli
 
 from fspbench.lock import ResultsLock
 
 TINY = str((Path(__file__).parent / "benchmarks" / "tiny.toml").resolve())
-TIMING = ["wall_time_s"]
-
-
-def _rows(results: Path) -> pd.DataFrame:
-    df = pd.read_parquet(results / "runs.parquet").drop(columns=TIMING)
-    return df.sort_values(["run_id", "step"]).reset_index(drop=True)
 
 
 def _run(results: Path, cluster: dict, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_cli("run", TINY, "--results", str(results), "--address", cluster["address"], "--quiet",
+    return run_cli("run", CLUSTER_BENCH, "--results", str(results), "--address", cluster["address"], "--quiet",
                    env={**cluster["env"], **(env or {})})
 
 
-@pytest.fixture(scope="module")
-def reference(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    results = tmp_path_factory.mktemp("reference") / "tiny"
-    res = _run(results, ray_cluster)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    return results
-
-
 @pytest.mark.slow
-def test_crashed_trial_is_retried_from_its_checkpoint(reference: Path, ray_cluster, tmp_path: Path) -> None:
+def test_crashed_trial_is_retried_from_its_checkpoint(cluster_reference: Path, ray_cluster, tmp_path: Path) -> None:
     results = tmp_path / "crash"
-    # the FSP student (10 + 10 steps, evaluations at 10 and 20) raises after step 15, once
-    res = _run(results, ray_cluster, {"FSPBENCH_FAULT": "crash@step:15@run:student-resnet8-fsp"})
+    # an FSP student (20 + 40 steps, evaluations every 20) raises after step 30, once
+    res = _run(results, ray_cluster, {"FSPBENCH_FAULT": "crash@step:30@run:student-resnet8-fsp-s0"})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     (marker,) = (results / "checkpoints").glob("*.fault")
-    assert marker.read_text().startswith("crashed at step 15")
-    rows = _rows(results)
+    assert marker.read_text().startswith("crashed at step 30")
+    rows = grid_rows(results)
     assert not rows.duplicated(["run_id", "step"]).any()
-    pd.testing.assert_frame_equal(rows, _rows(reference))
+    pd.testing.assert_frame_equal(rows, grid_rows(cluster_reference))
+    (retry,) = json.loads((results / "grid.json").read_text())["retries"]  # the driver saw one lost attempt
+    assert retry["run_id"].startswith("student-resnet8-fsp-s0") and "injected crash" in retry["error"]
+    assert retry["lost_s"] > 0 and retry["kept_s"] > 0  # it had reported step 20 before it crashed
 
 
 @pytest.mark.slow
-def test_sigkill_half_way_through_smoke_then_rerun_gives_the_same_grid(smoke_results: Path, ray_cluster,
-                                                                      tmp_path: Path) -> None:
-    """Also the determinism check of the smoke preset: the killed-and-resumed grid equals the
-    uninterrupted one (the session's smoke run) in every column but wall_time_s."""
-    results = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fspbench.cli", "run", "smoke", "--results", str(results), "--address",
-         ray_cluster["address"], "--quiet"],
-        env={**os.environ, **ray_cluster["env"]}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-
-    def finished() -> dict[Path, int]:
-        out = {}
-        for p in (results / "runs").glob("*.json"):
-            try:
-                if json.loads(p.read_text())["status"] == "ok":
-                    out[p] = p.stat().st_mtime_ns
-            except (OSError, ValueError):
-                pass  # being replaced right now
-        return out
-
-    deadline = time.monotonic() + 300
-    while len(finished()) < 19 and time.monotonic() < deadline:  # half of the 38 runs
-        time.sleep(0.5)
-    assert proc.poll() is None, "the grid ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (results / "runs.parquet").exists()
-    done = finished()
-    assert 19 <= len(done) < 38
-    res = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",
-                  env=ray_cluster["env"])
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert f"{len(done)} already finished" in res.stdout
-    assert all(p.stat().st_mtime_ns == t for p, t in done.items())  # no finished run trained again
-    pd.testing.assert_frame_equal(_rows(results), _rows(smoke_results))
-
-
-@pytest.mark.slow
-def test_altered_record_and_missing_teacher_weights_are_redone(reference: Path, ray_cluster,
+def test_altered_record_and_missing_teacher_weights_are_redone(cluster_reference: Path, ray_cluster,
                                                                tmp_path: Path) -> None:
     results = tmp_path / "altered"
-    shutil.copytree(reference, results, ignore=shutil.ignore_patterns("ray"))
-    (fsp_record,) = (results / "runs").glob("student-resnet8-fsp-*.json")
+    shutil.copytree(cluster_reference, results, ignore=shutil.ignore_patterns("ray"))
+    fsp_record = next((results / "runs").glob("student-resnet8-fsp-s0-*.json"))
     rec = json.loads(fsp_record.read_text())
     rec["final"]["test_acc"] = 0.99  # a hand edit: its checksum no longer matches
     fsp_record.write_text(json.dumps(rec))
@@ -110,9 +59,9 @@ def test_altered_record_and_missing_teacher_weights_are_redone(reference: Path, 
     res = _run(results, ray_cluster)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "does not match its sha256" in res.stdout and "trained again" in res.stdout
-    assert "2 to train" in res.stdout  # the student and its teacher; scratch is left alone
+    assert "2 to train" in res.stdout  # the student and its teacher; the other students are left alone
     assert teacher_ckpt.is_file()
-    pd.testing.assert_frame_equal(_rows(results), _rows(reference))
+    pd.testing.assert_frame_equal(grid_rows(results), grid_rows(cluster_reference))
 
 
 @pytest.mark.slow
@@ -206,6 +155,7 @@ def test_cli_bad_input_exits_2(args: list[str], expected: str) -> None:
 def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
     """An interrupted grid: runs without a record are counted as not run, none as failed or trained, exit 1."""
     from fspbench import cli, tune
+    from fspbench.cluster import Node
     from fspbench.grid import load_benchmark
     from fspbench.hardware import detect
     from fspbench.results import Paths, now
@@ -213,8 +163,8 @@ def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
     bench = load_benchmark(TINY, tmp_path / "R")
     paths = Paths(tmp_path / "R")
     paths.runs.mkdir(parents=True)
-    plan = tune.Plan(bench.runs, [], detect("cpu"), 2.0, 0.0, None)
-    grid = tune._write_outputs(bench, paths, now(), 5.0, bench.runs, plan)
+    plan = tune.Plan(bench.runs, [], detect("cpu"), [Node("n", 2.0, 0.0)], None)
+    grid = tune._write_outputs(bench, paths, now(), 5.0, plan, tune.Outcome(set(), [], 0, 0))
     n = len(bench.runs)
     assert grid["runs"] == {"total": n, "ok": 0, "diverged": 0, "failed": 0, "not_run": n, "skipped": 0}
     assert grid["trained_runs"] == 0

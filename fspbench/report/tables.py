@@ -236,6 +236,8 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
     if not history and grid.get("trained_runs"):
         history = [grid]
     trial_s = sum(float(h.get("trial_time_s") or 0) for h in history)
+    # attempts that failed and were retried (a lost node, a crash): time the runs' records do not count
+    retried_s = sum(float(h.get("retried_time_s") or 0) for h in history)
     wall_s = sum(float(h.get("wall_time_s") or 0) for h in history)
     res = grid.get("trial_resources") or {}
     cpu, gpu = float(res.get("cpu", 1.0)), float(res.get("gpu", 0.0))
@@ -272,13 +274,22 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
         ("runs: diverged", n.get("diverged", sum(r.get("status") == "diverged" for r in records))),
         ("runs: failed", n.get("failed", sum(r.get("status") == "failed" for r in records))),
         ("summed trial time (s)", f"{trial_s:.1f}"),
-        ("CPU hours (trial time x cpu per trial)", f"{trial_s * cpu / 3600:.4f}"),
-        ("GPU hours (trial time x gpu per trial)", f"{trial_s * gpu / 3600:.4f}"),
+        ("retried trial time (s)", f"{retried_s:.1f} ({_retries(history)})"),
+        ("CPU hours ((trial + retried time) x cpu per trial)", f"{(trial_s + retried_s) * cpu / 3600:.4f}"),
+        ("GPU hours ((trial + retried time) x gpu per trial)", f"{(trial_s + retried_s) * gpu / 3600:.4f}"),
         ("wall time (s)", f"{wall_s:.1f}"),
         ("last run: estimated / measured wall time (s)", _estimate_vs_wall(grid)),
         ("harness efficiency", f"{eff:.4f}" if eff is not None else "not recorded"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
+
+
+def _retries(history: list[Mapping[str, Any]]) -> str:
+    """How many attempts the grid runs that trained retried (grid.json's history)."""
+    if not any("retried_attempts" in h for h in history):
+        return "not recorded"
+    n = sum(int(h.get("retried_attempts") or 0) for h in history)
+    return f"{n} attempt{'s' if n > 1 else ''} retried" if n else "no attempt retried"
 
 
 def _estimate_vs_wall(grid: Mapping[str, Any]) -> str:
