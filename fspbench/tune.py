@@ -24,7 +24,7 @@ from typing import Any
 
 from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
 from fspbench.errors import BadInput
-from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration, simulate
+from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
 from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
 from fspbench.io import atomic_write_json
@@ -70,7 +70,7 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
     node_id = ray.get_runtime_context().get_node_id()
 
     def on_eval(row: dict[str, Any], state_path: Path | None) -> None:
-        # the node goes with every report, so the driver can say where a lost attempt ran (Attempts)
+        # the node goes with every report, so the driver can say where a lost attempt ran (trials.TrialLog)
         metrics = {**{k: v for k, v in row.items() if isinstance(v, (int, float))}, "node_id": node_id}
         if state_path is None or not state_path.exists():
             tune.report(metrics)
@@ -130,142 +130,6 @@ def connect(address: str | None) -> None:
         ray.init(include_dashboard=False, logging_level="ERROR", runtime_env=runtime_env)
 
 
-# ---------------------------------------------------------------- progress
-
-
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
-
-
-def _progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: ClusterSlots) -> Any:
-    from ray.tune import Callback
-
-    total = len(runs)
-
-    class GridProgress(Callback):
-        """One line per ended run: done / running / pending / failed, elapsed, remaining.
-
-        Failed counts the trials that errored and the students ``order`` never started because
-        their teacher did not end ok. Remaining is the estimate's simulated schedule of the runs
-        not yet ended on the slots the cluster has now, scaled by measured / estimated seconds of
-        the runs that have (estimate.py).
-        """
-
-        def __init__(self) -> None:
-            self.start = time.monotonic()
-            self.done = self.errored = 0
-            self.began: dict[str, float] = {}  # run id -> when its trial started
-            self.ended: set[str] = set()
-            self.measured = self.estimated = 0.0
-
-        def remaining(self, now: float) -> float:
-            scale = self.measured / self.estimated if self.estimated else 1.0
-            left = [r for r in runs if r.run_id not in self.ended and r.run_id not in order.blocked]
-            secs = {r.run_id: max(0.0, est.run_s[r.run_id] * scale - (now - self.began.get(r.run_id, now)))
-                    for r in left}
-            return simulate(left, secs, cluster() or est.slots, first=[i for i in self.began if i not in self.ended])
-
-        def _line(self, trials: list[Any], ended: Any) -> None:
-            failed = self.errored + len(order.blocked)
-            running = sum(t.status == "RUNNING" and t is not ended for t in trials)
-            pending = total - self.done - failed - running
-            now = time.monotonic()
-            print(f"[fspbench] grid: {self.done} done, {running} running, {pending} pending, "
-                  f"{failed} failed; elapsed {_fmt(now - self.start)}, remaining ~{_fmt(self.remaining(now))}",
-                  flush=True)
-
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self.began.setdefault(trial.config["run_id"], time.monotonic())
-
-        def _end(self, trial: Any) -> None:
-            run_id = trial.config["run_id"]
-            self.ended.add(run_id)
-            if run_id in self.began and run_id in est.run_s:
-                self.measured += time.monotonic() - self.began[run_id]
-                self.estimated += est.run_s[run_id]
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self.done += 1
-            self._end(trial)
-            self._line(trials, trial)
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self.errored += 1
-            self._end(trial)
-            self._line(trials, trial)
-
-    return GridProgress()
-
-
-def _trial_log() -> Any:
-    from ray.tune import Callback
-
-    class TrialLog(Callback):
-        """What the trials did besides their records: the retried attempts and the most at once.
-
-        A trial whose process dies (its node lost, a crash) is retried from its last checkpoint
-        (FailureConfig). The retry keeps the training seconds that attempt reported into
-        checkpoints (the curve rows' wall_time_s); the rest of the attempt (training after the
-        checkpoint, start-up, evaluations) is lost: lost_s = attempt_s - kept_s. The run's record
-        counts only what was kept, so grid.json's retries, and the report's cost table, add the rest.
-        ``peak_running`` is the most trials that ran at once, which follows the cluster as nodes join.
-        """
-
-        def __init__(self) -> None:
-            self.retries: list[dict[str, Any]] = []
-            self.peak_running = 0
-            self._live: set[str] = set()
-            self._began: dict[str, tuple[float, float]] = {}  # run id -> (attempt start, seconds resumed from)
-            self._wall: dict[str, float] = {}  # run id -> training seconds of its last report
-            self._node: dict[str, str] = {}  # run id -> node of its last report
-
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            run_id = trial.config["run_id"]
-            self._began[run_id] = (time.monotonic(), self._wall.get(run_id, 0.0))
-            self._live.add(run_id)
-            self.peak_running = max(self.peak_running, len(self._live))
-
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
-                            **info: Any) -> None:
-            run_id = trial.config["run_id"]
-            self._wall[run_id] = float(result.get("wall_time_s") or 0.0)
-            self._node[run_id] = str(result.get("node_id") or "")
-
-        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            run_id = trial.config["run_id"]
-            self._live.discard(run_id)
-            began, resumed = self._began.get(run_id, (time.monotonic(), 0.0))
-            attempt = time.monotonic() - began
-            kept = max(0.0, self._wall.get(run_id, 0.0) - resumed)
-            node = self._node.get(run_id) or "unknown"
-            self.retries.append({"run_id": run_id, "node": node, "attempt_s": round(attempt, 2),
-                                 "kept_s": round(kept, 2), "lost_s": round(max(0.0, attempt - kept), 2),
-                                 "error": _last_error(trial)})
-            print(f"[fspbench] {run_id}: its attempt on node {node[:12]} failed after {attempt:.0f} s; retried "
-                  f"from its last checkpoint ({kept:.0f} s of training kept)", flush=True)
-
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._live.discard(trial.config["run_id"])
-
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            self._live.discard(trial.config["run_id"])
-
-    return TrialLog()
-
-
-def _last_error(trial: Any) -> str:
-    """The last line of the trial's last error in Tune's error file (e.g. "... its node has died ...")."""
-    try:
-        text = (Path(trial.local_path) / str(trial.run_metadata.error_filename)).read_text()
-    except (OSError, AttributeError, TypeError):
-        return ""
-    last = text.rsplit("Failure # ", 1)[-1]
-    lines = [line.strip() for line in last.splitlines()[1:] if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 # ---------------------------------------------------------------- the Tune run
 
 
@@ -274,7 +138,7 @@ class Outcome:
     """What one Tune run of a grid did besides the records its trials wrote."""
 
     blocked: set[str]  # students never started: their teacher did not end ok
-    retries: list[dict[str, Any]]  # retried attempts (TrialLog)
+    retries: list[dict[str, Any]]  # retried attempts (trials.TrialLog)
     peak_slots: int  # the most trials the live nodes could hold at once while it ran
     peak_running: int  # the most trials that ran at once
 
@@ -290,6 +154,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     from ray import tune
 
     from fspbench.schedule import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
+    from fspbench.trials import progress_callback, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
@@ -300,7 +165,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
 
     order = TeacherFirst(runs, cost, lambda run_id: _status(paths, run_id), blocked)
     cluster = ClusterSlots(_request(bench), bench.max_concurrent)
-    log = _trial_log()
+    log = trial_log()
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, _request(bench))
@@ -319,7 +184,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
             storage_path=str(paths.ray.resolve()),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[_progress_callback(runs, order, est, cluster), log],
+            callbacks=[progress_callback(runs, order, est, cluster), log],
             verbose=verbose,
         ),
     )
@@ -555,7 +420,7 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, pl
         "trained_runs": len(trained_ids),
         "trial_time_s": round(trial_time, 2),
         # attempts that failed and were retried from a checkpoint (a lost node, a crash): where they
-        # ran and the seconds the runs' records do not count (TrialLog)
+        # ran and the seconds the runs' records do not count (trials.TrialLog)
         "retries": outcome.retries,
         "retried_time_s": round(retried_time, 2),
         # summed training time of the trials / (wall time x the most slots that could run at once)

@@ -1,0 +1,151 @@
+"""What the driver sees of a grid's trials while Tune runs them: a progress line per ended run, and
+every attempt that failed and was retried (where it ran, and the time it lost).
+
+Both are Ray Tune callbacks, built by functions so that Ray is imported only when a grid runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fspbench.cluster import ClusterSlots
+from fspbench.estimate import Estimate, simulate
+from fspbench.grid import GridRun
+
+
+def _fmt(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h:d}:{m:02d}:{s:02d}"
+
+
+def progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: ClusterSlots) -> Any:
+    """A GridProgress for ``runs``: ``order`` is the grid's TeacherFirst (its blocked students count as
+    failed), ``est`` the estimate made before the grid, ``cluster`` the slots of the live nodes."""
+    from ray.tune import Callback
+
+    total = len(runs)
+
+    class GridProgress(Callback):
+        """One line per ended run: done / running / pending / failed, elapsed, remaining.
+
+        Failed counts the trials that errored and the students ``order`` never started because
+        their teacher did not end ok. Remaining is the estimate's simulated schedule of the runs
+        not yet ended on the slots the cluster has now, scaled by measured / estimated seconds of
+        the runs that have (estimate.py).
+        """
+
+        def __init__(self) -> None:
+            self.start = time.monotonic()
+            self.done = self.errored = 0
+            self.began: dict[str, float] = {}  # run id -> when its trial started
+            self.ended: set[str] = set()
+            self.measured = self.estimated = 0.0
+
+        def remaining(self, now: float) -> float:
+            scale = self.measured / self.estimated if self.estimated else 1.0
+            left = [r for r in runs if r.run_id not in self.ended and r.run_id not in order.blocked]
+            secs = {r.run_id: max(0.0, est.run_s[r.run_id] * scale - (now - self.began.get(r.run_id, now)))
+                    for r in left}
+            return simulate(left, secs, cluster() or est.slots, first=[i for i in self.began if i not in self.ended])
+
+        def _line(self, trials: list[Any], ended: Any) -> None:
+            failed = self.errored + len(order.blocked)
+            running = sum(t.status == "RUNNING" and t is not ended for t in trials)
+            pending = total - self.done - failed - running
+            now = time.monotonic()
+            print(f"[fspbench] grid: {self.done} done, {running} running, {pending} pending, "
+                  f"{failed} failed; elapsed {_fmt(now - self.start)}, remaining ~{_fmt(self.remaining(now))}",
+                  flush=True)
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.began.setdefault(trial.config["run_id"], time.monotonic())
+
+        def _end(self, trial: Any) -> None:
+            run_id = trial.config["run_id"]
+            self.ended.add(run_id)
+            if run_id in self.began and run_id in est.run_s:
+                self.measured += time.monotonic() - self.began[run_id]
+                self.estimated += est.run_s[run_id]
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.done += 1
+            self._end(trial)
+            self._line(trials, trial)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.errored += 1
+            self._end(trial)
+            self._line(trials, trial)
+
+    return GridProgress()
+
+
+def trial_log() -> Any:
+    """A TrialLog: after the grid, its ``retries`` and ``peak_running`` go to grid.json (tune.py)."""
+    from ray.tune import Callback
+
+    class TrialLog(Callback):
+        """What the trials did besides their records: the retried attempts and the most at once.
+
+        A trial whose process dies (its node lost, a crash) is retried from its last checkpoint
+        (FailureConfig). The retry keeps the training seconds that attempt reported into
+        checkpoints (the curve rows' wall_time_s); the rest of the attempt (training after the
+        checkpoint, start-up, evaluations) is lost: lost_s = attempt_s - kept_s. The run's record
+        counts only what was kept, so grid.json's retries, and the report's cost table, add the rest.
+        ``peak_running`` is the most trials that ran at once, which follows the cluster as nodes join.
+        """
+
+        def __init__(self) -> None:
+            self.retries: list[dict[str, Any]] = []
+            self.peak_running = 0
+            self._live: set[str] = set()
+            self._began: dict[str, tuple[float, float]] = {}  # run id -> (attempt start, seconds resumed from)
+            self._wall: dict[str, float] = {}  # run id -> training seconds of its last report
+            self._node: dict[str, str] = {}  # run id -> node of its last report
+
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._began[run_id] = (time.monotonic(), self._wall.get(run_id, 0.0))
+            self._live.add(run_id)
+            self.peak_running = max(self.peak_running, len(self._live))
+
+        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any],
+                            **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._wall[run_id] = float(result.get("wall_time_s") or 0.0)
+            self._node[run_id] = str(result.get("node_id") or "")
+
+        def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            run_id = trial.config["run_id"]
+            self._live.discard(run_id)
+            began, resumed = self._began.get(run_id, (time.monotonic(), 0.0))
+            attempt = time.monotonic() - began
+            kept = max(0.0, self._wall.get(run_id, 0.0) - resumed)
+            node = self._node.get(run_id) or "unknown"
+            self.retries.append({"run_id": run_id, "node": node, "attempt_s": round(attempt, 2),
+                                 "kept_s": round(kept, 2), "lost_s": round(max(0.0, attempt - kept), 2),
+                                 "error": _last_error(trial)})
+            print(f"[fspbench] {run_id}: its attempt on node {node[:12]} failed after {attempt:.0f} s; retried "
+                  f"from its last checkpoint ({kept:.0f} s of training kept)", flush=True)
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._live.discard(trial.config["run_id"])
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self._live.discard(trial.config["run_id"])
+
+    return TrialLog()
+
+
+def _last_error(trial: Any) -> str:
+    """The last line of the trial's last error in Tune's error file (e.g. "... its node has died ...")."""
+    try:
+        text = (Path(trial.local_path) / str(trial.run_metadata.error_filename)).read_text()
+    except (OSError, AttributeError, TypeError):
+        return ""
+    last = text.rsplit("Failure # ", 1)[-1]
+    lines = [line.strip() for line in last.splitlines()[1:] if line.strip()]
+    return lines[-1][:300] if lines else ""
