@@ -145,28 +145,13 @@ def test_whole_cluster_lost_with_its_driver_then_a_new_cluster_resumes(cluster_r
 
 # ---------------------------------------------------------------- requests no node can meet
 
-ONE_RUN = """[defaults]
-task = "fashion-mnist"
-classes = [0, 1]
-train_per_class = 20
-batch_size = 16
-eval_every = 5
-eval_subset = 100
-
-[resources]
-cpu = {cpu}
-
-[students.s]
-methods = ["scratch"]
-archs = ["resnet8"]
-seeds = [0]
-budgets = [5]
-"""
+# one scratch run asking for 2 CPUs per trial
+TWO_CPUS = str(Path(CLUSTER_BENCH).with_name("two_cpus.toml"))
 
 
 def test_request_no_node_meets_exits_2_on_a_fixed_cluster(ray_cluster, tmp_path: Path) -> None:
     bench = tmp_path / "big.toml"
-    bench.write_text(ONE_RUN.format(cpu=64))
+    bench.write_text(Path(TWO_CPUS).read_text().replace("cpu = 2", "cpu = 64"))
     res = run_cli("run", str(bench), "--results", str(tmp_path / "R"), "--address", ray_cluster["address"],
                   env=ray_cluster["env"])
     assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
@@ -179,11 +164,9 @@ def test_request_no_node_meets_exits_2_on_a_fixed_cluster(ray_cluster, tmp_path:
 def test_request_no_node_meets_waits_on_an_autoscaling_cluster(cluster: MultiNode, lost_and_joined: dict,
                                                                tmp_path: Path) -> None:
     """With --autoscaling the grid says once that it waits, and runs when a node large enough joins
-    (what an autoscaler does for a waiting trial). On the module's cluster after its grid: two 1-CPU nodes."""
-    bench = tmp_path / "two_cpus.toml"
-    bench.write_text(ONE_RUN.format(cpu=2))
+    (what an autoscaler does for a waiting trial). On the module's cluster after its grid: 1-CPU nodes."""
     results = tmp_path / "R"
-    proc = _start(results, cluster.address, cluster.env, "--autoscaling", bench=str(bench))
+    proc = _start(results, cluster.address, cluster.env, "--autoscaling", bench=TWO_CPUS)
     lines = []
     for line in proc.stdout:  # until the notice, then a 2-CPU node joins
         lines.append(line)
@@ -191,7 +174,7 @@ def test_request_no_node_meets_waits_on_an_autoscaling_cluster(cluster: MultiNod
             break
     assert lines and "[resources] cpu = 2: no node of the cluster" in lines[-1], "".join(lines)[-2000:]
     big = cluster.add_node(cpus=2)
-    out, _ = proc.communicate(timeout=180)
+    out, _ = proc.communicate(timeout=300)
     out = "".join(lines) + out
     assert proc.returncode == 0, out[-3000:]
     assert out.count("waiting for the autoscaler") == 1
