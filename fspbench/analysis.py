@@ -1,30 +1,29 @@
-"""Per-claim statistics and verdicts: pure functions, a runs table in, dataclasses out.
+"""The claims decided from a runs table, look by look: pure functions, a DataFrame in, dataclasses out.
 
-Input: runs.parquet (one row per evaluation point), which carries the grid's labels: ``group``
-(student group or teacher id), ``budget`` (main-task steps), ``init_steps`` (stage 1),
-``train_images`` and ``curve_acc`` (accuracy on the curve points' fixed test images). Nothing
-here reads files, plots, or draws random numbers.
+Each claim compares a treatment arm (FSP) with a control arm (scratch) of one student group and
+network (spec.ClaimSpec.deciding_arms), group-sequentially (fspbench.sequential; the rules in full:
+docs/METHOD.md):
 
-Final accuracy of a run = test_acc at its last evaluation (the full test set). A diverged or
-failed run keeps its last accuracy, or 0 when it never reached an evaluation: it is counted in
-n as a failure, never dropped. Accuracy differences are in percentage points.
+- Looks after every k seeds per arm up to a maximum; at look j the first n_j = j k runs of each arm
+  by seed index. The interval is Welch's (each arm its own seeds) or the paired t interval (arms
+  share seed i on purpose), as the claim's seeding declares; its width is the repeated confidence
+  interval's, whose coverage holds over all looks at once.
+- The regime, in the grid itself: converged when doubling the full budget F gains less than the
+  smallest effect of interest for scratch and for FSP (stage 2 at 2F), upper end of the paired 95%
+  interval over the first look's seeds; a claim whose regime is not converged stops at the first
+  look, inconclusive. better_accuracy also needs headroom: its teachers minus its scratch students
+  at least ``headroom`` points at the lower end of the same look's repeated interval; a look
+  without headroom decides nothing.
+- better_accuracy, cross_task_transfer (superiority): FSP (stage 2 at F) minus scratch (F) supported
+  above 0, contradicted below 0 or below the smallest effect of interest while holding 0.
+  fast_optimization (the paper's Table 1, non-inferiority): FSP with stage 2 at a third of F minus
+  scratch at F, supported above -margin, contradicted below it.
+- Beside each deciding test, descriptive tests on the first look's seeds: scratch with FSP's stage 1
+  added (total steps matched), KD and FitNet, the budget sweep, and for fast_optimization steps and
+  seconds to a target accuracy (interpolated between curve points).
 
-Every interval is Welch's t interval at 95% (fspbench.stats: it holds its coverage at five seeds
-per arm; a percentile bootstrap does not). The rules (docs/METHOD.md states them in full):
-
-- The regime of a claim: scratch at 2x the full budget minus scratch at the full budget, in the
-  claim's group. Converged when the upper end of its interval is below ``converged_gain`` (1.0
-  point). A claim outside a converged regime, or whose regime was never checked, is inconclusive.
-- better_accuracy, cross_task_transfer: FSP (stage 2 at the full budget) minus scratch (full
-  budget); supported if the interval lies above 0, contradicted if below, else inconclusive.
-  Beside it: scratch with FSP's stage-1 steps added (total steps matched), KD and FitNet at the
-  same main budget, each teacher's students alone, and the budget sweep.
-- fast_optimization: FSP with stage 2 at the short budget (a third of the full one) against
-  scratch at the full budget, non-inferiority: supported if the interval's low end is above
-  -margin (the one-sided Welch test at 0.025), contradicted if its high end is below -margin.
-  Beside it: the verdict at margins 0.25 / 0.5 / 1.0, FSP against scratch at the short budget,
-  and steps (all, and main-task only) and seconds to a target accuracy, FSP with stage 2 at the
-  full budget against scratch at the full budget, as ratios of geometric means.
+A diverged or failed run keeps its last accuracy, or 0 when it never reached an evaluation: it stays
+in every test as a failure. Accuracy differences are in percentage points.
 """
 
 from __future__ import annotations
@@ -37,85 +36,98 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from fspbench import stats
-from fspbench.spec import AblationSpec, ClaimSpec
+from fspbench import sequential, stats
+from fspbench.comparisons import (
+    INTERVALS,
+    Regime,
+    Test,
+    arm_label,
+    compare_accuracy,
+    fails,
+    final_runs,
+    matching,
+    num,
+    regime,
+    regime_json,
+    select,
+    steps_label,
+    steps_to_target,
+    test_json,
+)
+from fspbench.spec import ClaimSpec
 
-REPORT_MARGINS = (0.25, 0.5, 1.0)  # non-inferiority margins the report shows beside the declared one
-RULES = {
-    "fast_optimization": "in a converged regime: supported if the 95% Welch interval of FSP (short stage-2 budget) "
-                         "minus scratch (full budget) lies above -margin (one-sided Welch test at 0.025); "
-                         "contradicted if it lies below -margin; else inconclusive",
-    "better_accuracy": "in a converged regime: supported if the 95% Welch interval of FSP minus scratch (both at the "
-                       "full main-task budget) lies above 0; contradicted if below 0; else inconclusive",
-    "cross_task_transfer": "in a converged regime: supported if the 95% Welch interval of FSP minus scratch (both at "
-                           "the full main-task budget) lies above 0; contradicted if below 0; else inconclusive",
-}
+__all__ = ["Analysis", "Claim", "Look", "Regime", "Test", "analyze", "arm_label", "claims_json", "final_runs",
+           "steps_label", "steps_to_target"]
+
+REPORT_MARGINS = (0.25, 0.5, 1.0)  # non-inferiority margins the report reads off the interval beside the declared one
+POWER = 0.8  # the power at which the report gives seeds per arm
+KINDS = {"fast_optimization": "noninferiority", "better_accuracy": "superiority",
+         "cross_task_transfer": "superiority"}
+WHAT = {"fast_optimization": "FSP with stage 2 at a third of the full budget minus scratch at the full budget",
+        "better_accuracy": "FSP (stage 2 at the full budget) minus scratch (the full budget)",
+        "cross_task_transfer": "FSP (stage 2 at the full budget) minus scratch (the full budget)"}
 
 
 @dataclass(frozen=True)
-class Test:
-    """One comparison, recomputable from runs.parquet through its run ids and columns."""
+class Look:
+    """One look of a claim's sequential test (fspbench.sequential): n seeds per arm, the repeated interval."""
 
-    name: str
-    metric: str  # final_acc_diff | doubling_gain (points) | *_to_target_ratio (FSP / scratch)
-    role: str  # decides | regime | control | sweep | teacher | to_target | ablation
+    look: int  # 1-based
+    n: int  # seeds per arm
     estimate: float
-    ci: tuple[float, float]
-    n: int  # runs in the test, failures included
+    se: float
+    df: float
+    z: float  # the look's boundary on the normal scale
+    critical: float  # the t critical value of the repeated interval
+    low: float
+    high: float
+    alpha_spent: float  # error spent per side up to this look
+    error_spent: float  # error spent per side at this look
+    decision: str  # supported | contradicted | open
+    gate: str  # why this look could not decide ("" when it could)
     treatment_runs: tuple[str, ...]
     control_runs: tuple[str, ...]
-    budget: str  # how the two sides' compute is matched, in words
-    p_value: float | None = None  # Welch's t-test, two-sided (non-inferiority: one-sided at the margin)
-    failures: int = 0  # diverged or failed runs among both sides
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class Regime:
-    """Where a claim was tested: how long its runs trained and whether doubling that still helps."""
+class TeacherGain:
+    """One FSP student of a deciding arm: its teacher's accuracy and its gain over scratch (points)."""
 
-    arch: str
-    full_budget: int  # main-task steps
-    batch_size: int
-    train_images: int
-    threshold: float  # converged when the doubling gain's upper end is below this (points)
-    gain: Test | None  # scratch at 2x minus scratch at 1x the full budget; None: not run
-
-    @property
-    def epochs(self) -> float:
-        """Passes over the training set of one full-budget main-task stage."""
-        return self.full_budget * self.batch_size / self.train_images if self.train_images else math.nan
-
-    @property
-    def converged(self) -> bool | None:
-        """True / False by the doubling test; None when the grid has no 2x control to check it."""
-        if self.gain is None or math.isnan(self.gain.ci[1]):
-            return None
-        return self.gain.ci[1] < self.threshold
-
-    def describe(self) -> str:
-        head = (f"{self.arch}, {self.full_budget} main-task steps of {self.batch_size} on {self.train_images:,} "
-                f"training images = {self.epochs:.1f} epochs per full-budget run")
-        if self.gain is None:
-            return f"{head}; not checked (no scratch runs at 2x the full budget)"
-        g = self.gain
-        state = {True: "converged", False: "not converged", None: "not checked"}[self.converged]
-        return (f"{head}; doubling scratch's budget gains {g.estimate:+.2f} points, 95% CI [{g.ci[0]:+.2f}, "
-                f"{g.ci[1]:+.2f}] (n={g.n}): {state} (threshold: upper end below {self.threshold:g})")
+    run_id: str
+    teacher_run_id: str
+    teacher_acc: float
+    student_acc: float
+    gain: float  # paired: minus its own scratch partner; independent: minus the scratch arm's mean
 
 
 @dataclass(frozen=True)
 class Claim:
     key: str
-    verdict: str
-    reason: str  # why this verdict (e.g. "not converged: ...")
+    verdict: str  # supported | contradicted | inconclusive | not_run
+    reason: str
     rule: str
-    tests: tuple[Test, ...]
+    tests: tuple[Test, ...]  # the deciding test (at the look it stopped) first, then regime and descriptive ones
     summary: str
     regime: Regime | None = None
-    test_verdict: str = ""  # what the deciding interval alone says, regime aside
-    seeds_needed: int | None = None  # per arm, for the interval to clear its boundary at the observed spread
-    by_margin: dict[float, str] = field(default_factory=dict)  # fast_optimization: margin -> verdict
+    seeding: str = ""  # independent | paired
+    design: str = ""  # the sequential design in words
+    looks: tuple[Look, ...] = ()
+    stopped_at: int | None = None  # the look where it was decided or ran out (None: still open)
+    max_looks: int = 0
+    power_n: int | None = None  # fixed-n seeds per arm for POWER at power_effect, at the observed spread
+    power_effect: float = math.nan  # the true distance to the boundary that power_n is for (points)
+    by_margin: dict[float, str] = field(default_factory=dict)  # fast_optimization: margin -> reading
+    gains: tuple[TeacherGain, ...] = ()
+    spec: ClaimSpec | None = None
+
+    @property
+    def n_per_arm(self) -> int:
+        return self.looks[-1].n if self.looks else 0
+
+    @property
+    def open(self) -> bool:
+        """More seeds would be trained for it: no decision yet and looks left."""
+        return self.verdict != "not_run" and self.stopped_at is None
 
 
 @dataclass(frozen=True)
@@ -125,186 +137,177 @@ class Analysis:
     targets: dict[str, float]  # target accuracy (fraction, on the curve images) per claim that uses one
 
 
-# ---------------------------------------------------------------- per-run summaries
+# ---------------------------------------------------------------- the sequential test of one claim
 
 
-def final_runs(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: its labels and its last evaluation (final_acc, total_steps, wall_time_s, status)."""
-    last = df.sort_values(["run_id", "step"], kind="stable").groupby("run_id", sort=True).tail(1)
-    out = last.rename(columns={"test_acc": "final_acc", "step": "total_steps"}).copy()
-    out["final_acc"] = out["final_acc"].fillna(0.0)  # failed before any evaluation: a failure at 0
-    if "curve_acc" in out:
-        out["final_curve_acc"] = out["curve_acc"].fillna(0.0)
-    if "init_steps" not in out:  # unlabelled table: read stage 1's length off the curve
-        init = df[df["stage"] == "init"].groupby("run_id")["stage_step"].max()
-        out["init_steps"] = out["run_id"].map(init).fillna(0).astype("int64")
-    return out.reset_index(drop=True)
+def _design(cfg: ClaimSpec) -> sequential.Design:
+    return sequential.Design(cfg.look_every, cfg.max_seeds, cfg.paired, cfg.alpha)
 
 
-def steps_to_target(curve: pd.DataFrame, target: float, column: str = "curve_acc") -> dict[str, float]:
-    """First evaluation whose ``column`` is at or above ``target``, for one run's curve sorted by step.
-
-    Returns step (all stages), main_step (stage 2 only) and wall_time_s, each NaN when never reached.
-    """
-    col = column if column in curve else "test_acc"
-    hit = curve[curve[col] >= target]
-    if hit.empty:
-        return {"step": math.nan, "main_step": math.nan, "wall_time_s": math.nan}
-    row = hit.iloc[0]
-    main = row["stage_step"] if row["stage"] == "main" else 0
-    return {"step": float(row["step"]), "main_step": float(main), "wall_time_s": float(row["wall_time_s"])}
+def _rule(cfg: ClaimSpec) -> sequential.Rule:
+    return sequential.Rule(KINDS[cfg.key], cfg.smallest_effect, cfg.margin)
 
 
-# ---------------------------------------------------------------- tests
+def _complete(arms: list[pd.DataFrame], k: int) -> int:
+    """Seeds per arm of the complete looks: the largest multiple of k such that every arm has seed indices 0..n-1."""
+    n = min(len(a) for a in arms)
+    for a in arms:
+        idx = a["seed_index"].to_numpy()
+        n = min(n, next((i for i, v in enumerate(idx) if v != i), len(idx)))
+    return n // k * k
 
 
-def _fails(*sides: pd.DataFrame) -> int:
-    return int(sum((s["status"] != "ok").sum() for s in sides))
+def _headroom_gate(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, cfg: ClaimSpec,
+                   n: int) -> tuple[np.ndarray, list[Test]]:
+    """Per look: do the teachers of the FSP arm beat the scratch arm by ``headroom`` points at the lower
+    end of the look's repeated interval (Welch: teachers and students have their own seeds)?"""
+    design, k = _design(cfg), cfg.look_every
+    by_id = runs.set_index("run_id")
+    teacher_ids = [str(t) for t in treat["teacher_run_id"].iloc[:n]]
+    if any(t not in by_id.index for t in teacher_ids):
+        return np.zeros(n // k, dtype=bool), []
+    teachers = by_id.loc[teacher_ids].reset_index()
+    t_acc, c_acc = 100 * teachers["final_acc"].to_numpy(float), 100 * ctrl["final_acc"].to_numpy(float)[:n]
+    looks = sequential.run_looks(t_acc[None, :], c_acc[None, :], replace(design, paired=False),
+                                 sequential.Rule("superiority"))
+    tests = []
+    for j in range(len(looks.n)):
+        m = int(looks.n[j])
+        base = compare_accuracy("headroom", teachers.iloc[:m], ctrl.iloc[:m], "teachers vs scratch students",
+                                role="regime", metric="headroom")
+        tests.append(replace(base, ci=(float(looks.low[0, j]), float(looks.high[0, j])),
+                             extra={**base.extra, "critical": float(looks.critical[0, j]), "look": j + 1}))
+    return looks.low[0] >= cfg.headroom, tests
 
 
-def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget: str, role: str = "control",
-                     metric: str = "final_acc_diff") -> Test:
-    """100 x (mean final accuracy of treat - of ctrl) with Welch's 95% interval and two-sided p."""
-    t = 100 * treat["final_acc"].to_numpy(float)
-    c = 100 * ctrl["final_acc"].to_numpy(float)
-    iv = stats.welch_interval(t, c)
-    sd = {"treatment_sd": float(t.std(ddof=1)) if len(t) > 1 else math.nan,
-          "control_sd": float(c.std(ddof=1)) if len(c) > 1 else math.nan}
-    return Test(name, metric, role, iv.estimate, (iv.low, iv.high), len(t) + len(c), tuple(sorted(treat["run_id"])),
-                tuple(sorted(ctrl["run_id"])), budget, stats.welch_p(t, c), _fails(treat, ctrl),
-                {"treatment_mean": float(t.mean()) if len(t) else math.nan,
-                 "control_mean": float(c.mean()) if len(c) else math.nan, "df": iv.df,
-                 "n_treatment": len(t), "n_control": len(c), **sd})
+def _looks(cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame, seq: sequential.Looks,
+           gate_why: list[str]) -> tuple[Look, ...]:
+    design = _design(cfg)
+    spent = design.spent
+    out = []
+    for j in range(len(seq.n)):
+        n = int(seq.n[j])
+        out.append(Look(j + 1, n, float(seq.estimate[0, j]), float(seq.se[0, j]), float(seq.df[0, j]),
+                        float(seq.z[j]), float(seq.critical[0, j]), float(seq.low[0, j]), float(seq.high[0, j]),
+                        float(spent[j]), float(spent[j] - (spent[j - 1] if j else 0.0)),
+                        sequential.VERDICTS[int(seq.decision[0, j])], gate_why[j],
+                        tuple(treat["run_id"].iloc[:n]), tuple(ctrl["run_id"].iloc[:n])))
+    return tuple(out)
 
 
-def _select(runs: pd.DataFrame, group: str, method: str, arch: str | None, budget: int) -> pd.DataFrame:
-    sel = runs[(runs["role"] == "student") & (runs["group"] == group) & (runs["method"] == method)
-               & (runs["budget"] == budget)]
-    if arch:
-        sel = sel[sel["arch"] == arch]
-    return sel.sort_values("run_id")
+def _decision_text(cfg: ClaimSpec, look: Look, code: int, looks: int) -> str:
+    where = f"at look {look.look} of {looks} (n = {look.n} per arm)"
+    iv = f"the repeated interval [{look.low:+.2f}, {look.high:+.2f}]"
+    if KINDS[cfg.key] == "noninferiority":
+        return (f"{where}: {iv} lies above -{cfg.margin:g}" if code == sequential.SUPPORTED
+                else f"{where}: {iv} lies below -{cfg.margin:g}")
+    if code == sequential.NO_EFFECT:
+        return (f"{where}: no benefit as large as {cfg.smallest_effect:g} points ({iv} holds 0 and ends below "
+                f"{cfg.smallest_effect:g})")
+    return f"{where}: {iv} lies {'above' if code == sequential.SUPPORTED else 'below'} 0"
 
 
-def arm_label(method: str, init: int, main: int, unit: str = " steps") -> str:
-    """"fsp 200+600 steps" (stage 1 + main task) or "scratch 600 steps": the one way arms are named."""
-    return f"{method} {init}+{main}{unit}" if init else f"{method} {main}{unit}"
+def _verdict(cfg: ClaimSpec, looks: tuple[Look, ...], seq: sequential.Looks) -> tuple[str, str, int | None]:
+    """(verdict, reason, the look where it stopped or None while open)."""
+    stop, code = int(seq.stop[0]), int(seq.verdict[0])
+    if stop < 0:
+        last = looks[-1]
+        return ("inconclusive", f"open after look {last.look} of {cfg.looks} (n = {last.n} per arm): the next look's "
+                                "seeds are not trained yet; run the grid again to continue", None)
+    look = looks[stop]
+    if code != sequential.OPEN:
+        return sequential.VERDICTS[code], _decision_text(cfg, look, code, cfg.looks), stop + 1
+    why = f"; {look.gate}" if look.gate else ""
+    return ("inconclusive", f"not decided by the last look ({look.look} of {cfg.looks}, n = {look.n} per arm): the "
+                            f"repeated interval [{look.low:+.2f}, {look.high:+.2f}]{why}", stop + 1)
 
 
-def steps_label(sel: pd.DataFrame) -> str:
-    """arm_label of runs of one method and budget ("none" for no runs)."""
-    if sel.empty:
-        return "none"
-    return arm_label(str(sel["method"].iloc[0]), int(sel["init_steps"].max()), int(sel["budget"].iloc[0]))
+def _sequential(runs: pd.DataFrame, cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame,
+                reg: Regime) -> tuple[tuple[Look, ...], str, str, int | None, Regime]:
+    """The claim's looks and its verdict: the regime gates, the repeated interval decides."""
+    k = cfg.look_every
+    n = min(_complete([treat, ctrl], k), cfg.max_seeds)
+    t, c = treat.iloc[:n], ctrl.iloc[:n]
+    t_vals, c_vals = 100 * t["final_acc"].to_numpy(float), 100 * c["final_acc"].to_numpy(float)
+    looks_n = n // k
+    gate, why = np.ones(looks_n, dtype=bool), [""] * looks_n
+    headroom: list[Test] = []
+    if cfg.headroom:
+        gate, headroom = _headroom_gate(runs, t, c, cfg, n)
+        why = [("" if ok else f"no headroom: teachers minus scratch {h.estimate:+.2f}, repeated interval low end "
+                               f"{h.ci[0]:+.2f} < {cfg.headroom:g}") for ok, h in zip(gate, headroom)]
+        if not headroom:
+            why = ["no headroom: the teachers' runs are not in the table"] * looks_n
+    seq = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :])
+    looks = _looks(cfg, t, c, seq, why)
+    verdict, reason, stopped = _verdict(cfg, looks, seq)
+    looks = looks[:stopped] if stopped else looks  # looks after the stop are not part of the procedure
+    at = len(looks) - 1
+    if headroom:
+        reg = replace(reg, headroom=headroom[at])
+    return looks, verdict, reason, stopped, reg
 
 
-def _matching(t: pd.DataFrame, c: pd.DataFrame) -> str:
-    """Both compute views of a comparison: main-task steps (as the paper counts) and total steps."""
-    tm, cm = int(t["budget"].iloc[0]), int(c["budget"].iloc[0])
-    tt, ct = tm + int(t["init_steps"].max()), cm + int(c["init_steps"].max())
-
-    def part(name: str, a: int, b: int) -> str:
-        return f"{name} {'matched' if a == b else 'not matched'} ({a} vs {b})"
-
-    return f"{steps_label(t)} vs {steps_label(c)}: {part('main-task steps', tm, cm)}; {part('total steps', tt, ct)}"
-
-
-def regime(runs: pd.DataFrame, group: str, arch: str | None, full: int, threshold: float) -> Regime:
-    """The regime of a group at its full budget: epochs per run and the gain from doubling scratch's budget."""
-    one = _select(runs, group, "scratch", arch, full)
-    two = _select(runs, group, "scratch", arch, 2 * full)
-    ref = one if not one.empty else runs[runs["group"] == group]
-    batch = int(round(ref["images_seen"].max() / max(ref["total_steps"].max(), 1))) if not ref.empty else 0
-    images = int(ref["train_images"].max()) if (not ref.empty and "train_images" in ref) else 0
-    gain = None
-    if not one.empty and not two.empty:
-        gain = compare_accuracy("doubling_gain", two, one, _matching(two, one), role="regime", metric="doubling_gain")
-    return Regime(str(ref["arch"].iloc[0]) if not ref.empty else (arch or ""), full, batch, images, threshold, gain)
-
-
-def _power(test: Test, boundary: float) -> int | None:
-    """Seeds per arm that would make the interval clear ``boundary`` at the observed spread."""
-    return stats.seeds_needed(test.extra.get("treatment_sd", math.nan), test.extra.get("control_sd", math.nan),
-                              abs(test.estimate - boundary))
-
-
-def _decide(main: Test, boundary: float, reg: Regime) -> tuple[str, str, str, int | None]:
-    """(verdict, reason, the interval's own verdict, seeds needed): the regime first, then the interval."""
-    iv = stats.Interval(main.estimate, main.ci[0], main.ci[1], main.extra.get("df", math.nan), math.nan)
-    by_test = stats.verdict(iv, boundary)
-    need = _power(main, boundary) if by_test == "inconclusive" else None
+def _not_converged(reg: Regime) -> str | None:
+    """Why the regime fails its convergence check, or None when it passes."""
+    if reg.converged:
+        return None
     if reg.converged is None:
-        return "inconclusive", "regime not checked: the grid has no scratch runs at 2x the full budget", by_test, need
-    if not reg.converged:
-        g = reg.gain
-        assert g is not None
-        return ("inconclusive", f"not converged: doubling scratch's budget still gains {g.estimate:+.2f} points "
-                f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], upper end not below {reg.threshold:g}", by_test, need)
-    where = {"supported": "lies above", "contradicted": "lies below"}.get(by_test, "contains")
-    return by_test, f"converged regime; the 95% interval {where} {boundary + 0.0:g}", by_test, need
+        return "regime not checked: the grid has no scratch and FSP runs at twice the full budget"
+    bad = [(label, g) for label, g in (("scratch", reg.gain), ("FSP", reg.fsp_gain))
+           if g is not None and not g.ci[1] < reg.threshold]
+    return "not converged: " + "; ".join(
+        f"doubling {label}'s budget still gains {g.estimate:+.2f} points [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], upper "
+        f"end not below {reg.threshold:g}" for label, g in bad)
 
 
-def _not_run(key: str, why: str) -> Claim:
-    return Claim(key, "not_run", why, RULES[key], (), why)
+# ---------------------------------------------------------------- descriptive tests (the first look's seeds)
 
 
-def _sweep(runs: pd.DataFrame, group: str, arch: str | None, full: int, include_full: bool = False) -> list[Test]:
-    """FSP minus scratch at every matched main-task budget up to the full one that the group trains both at."""
-    student = runs[(runs["group"] == group) & (runs["role"] == "student")]
+def _descriptive(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec) -> tuple[list[Test], float | None]:
+    """Controls, the budget sweep and steps-to-target, each on the first look's seeds of its arms."""
+    g, a, f, k, paired = cfg.group, cfg.arch, cfg.budget, cfg.look_every, cfg.paired
+    fsp_f = select(runs, g, "fsp", a, f, k)
+    out: list[Test] = []
+
+    def add(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, role: str = "control") -> None:
+        if not treat.empty and not ctrl.empty:
+            out.append(compare_accuracy(name, treat, ctrl, matching(treat, ctrl), role=role, paired=paired))
+
+    target = None
+    if cfg.key == "fast_optimization":
+        short = cast(int, cfg.short_budget)
+        add("fsp_short_vs_scratch_short", select(runs, g, "fsp", a, short, k), select(runs, g, "scratch", a, short, k))
+        scratch_f = select(runs, g, "scratch", a, f, k)
+        if not fsp_f.empty and not scratch_f.empty:
+            col = "final_curve_acc" if "final_curve_acc" in scratch_f else "final_acc"
+            target = cfg.target * float(scratch_f[col].mean())
+            out += _to_target_tests(df, fsp_f, scratch_f, target,
+                                    f"{steps_label(fsp_f)} vs {steps_label(scratch_f)}; target {100 * target:.2f}% = "
+                                    f"{cfg.target:g} x scratch's full-budget mean on the curve's test images")
+    else:
+        init = int(fsp_f["init_steps"].max()) if not fsp_f.empty else 0
+        if init:
+            add("fsp_vs_scratch_total_steps", fsp_f, select(runs, g, "scratch", a, f + init, k))
+        for other in sorted(set(runs.loc[runs["group"] == g, "method"]) - {"fsp", "scratch"}):
+            add(f"fsp_vs_{other}", fsp_f, select(runs, g, other, a, f, k))
+    student = runs[(runs["group"] == g) & (runs["role"] == "student")]
     budgets = sorted(set(student.loc[student["method"] == "fsp", "budget"])
                      & set(student.loc[student["method"] == "scratch", "budget"]))
-    out = []
     for b in budgets:
-        if b > full or (b == full and not include_full):
-            continue
-        fsp, scr = _select(runs, group, "fsp", arch, b), _select(runs, group, "scratch", arch, b)
-        t = compare_accuracy(f"sweep_{b}", fsp, scr, _matching(fsp, scr), role="sweep")
-        out.append(replace(t, extra={**t.extra, "fraction_of_full": b / full}))
-    return out
-
-
-def _per_teacher(runs: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame) -> list[Test]:
-    """Each teacher's FSP students against all scratch students: the spread between teachers."""
-    teachers = runs.set_index("run_id")
-    out = []
-    for k, tid in enumerate(sorted(str(t) for t in fsp["teacher_run_id"].unique())):
-        sel = fsp[fsp["teacher_run_id"] == tid]
-        t = compare_accuracy(f"fsp_teacher{k + 1}_vs_scratch", sel, scratch, _matching(sel, scratch), role="teacher")
-        t_acc = 100 * float(cast(float, teachers.at[tid, "final_acc"])) if tid in teachers.index else math.nan
-        out.append(replace(t, extra={**t.extra, "teacher_run_id": tid, "teacher_acc": t_acc}))
-    return out
-
-
-def _accuracy_claim(key: str, runs: pd.DataFrame, cfg: ClaimSpec | None) -> Claim:
-    if cfg is None:
-        return _not_run(key, "the benchmark declares no comparison for this claim")
-    group, arch, full = cfg.group, cfg.arch, cfg.budget
-    fsp, scratch = _select(runs, group, "fsp", arch, full), _select(runs, group, "scratch", arch, full)
-    if fsp.empty or scratch.empty:
-        return _not_run(key, f"group {group}: no fsp or no scratch runs at {full} steps in the results")
-    main = compare_accuracy("fsp_vs_scratch", fsp, scratch, _matching(fsp, scratch), role="decides")
-    reg = regime(runs, group, arch, full, cfg.converged_gain)
-    tests = [main] + ([reg.gain] if reg.gain else [])
-    init = int(fsp["init_steps"].max())
-    matched = _select(runs, group, "scratch", arch, full + init)
-    if init and not matched.empty:
-        tests.append(compare_accuracy("fsp_vs_scratch_total_steps", fsp, matched, _matching(fsp, matched)))
-    for other in ("kd", "fitnet"):
-        sel = _select(runs, group, other, arch, full)
-        if not sel.empty:
-            tests.append(compare_accuracy(f"fsp_vs_{other}", fsp, sel, _matching(fsp, sel)))
-    tests += _per_teacher(runs, fsp, scratch) + _sweep(runs, group, arch, full)
-    verdict, reason, by_test, need = _decide(main, 0.0, reg)
-    summary = (f"{steps_label(fsp)}: {main.extra['treatment_mean']:.2f}% vs {steps_label(scratch)}: "
-               f"{main.extra['control_mean']:.2f}%: {main.estimate:+.2f} points, 95% CI [{main.ci[0]:+.2f}, "
-               f"{main.ci[1]:+.2f}], n={main.n}")
-    return Claim(key, verdict, reason, RULES[key], tuple(tests), summary, reg, by_test, need)
+        if b < f or (b == f and cfg.key == "fast_optimization"):
+            before = len(out)
+            add(f"sweep_{b}", select(runs, g, "fsp", a, b, k), select(runs, g, "scratch", a, b, k), role="sweep")
+            if len(out) > before:
+                out[-1] = replace(out[-1], extra={**out[-1].extra, "fraction_of_full": b / f})
+    return out, target
 
 
 def _to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame, target: float,
                      label: str) -> list[Test]:
-    """Steps and seconds to ``target`` (curve_acc), FSP / scratch as ratios of geometric means."""
-    curves = {rid: c.sort_values("step") for rid, c in df[df["run_id"].isin([*fsp["run_id"], *scratch["run_id"]])]
-              .groupby("run_id")}
+    """Steps and seconds to ``target`` (curve_acc, interpolated), FSP / scratch as ratios of geometric means."""
+    ids = [*fsp["run_id"], *scratch["run_id"]]
+    curves = {rid: c.sort_values("step") for rid, c in df[df["run_id"].isin(ids)].groupby("run_id")}
     hits = {rid: steps_to_target(c, target) for rid, c in curves.items()}
     out = []
     for metric, col, what in (
@@ -316,196 +319,149 @@ def _to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame,
         c = np.array([hits.get(r, {}).get(col, math.nan) for r in scratch["run_id"]], dtype=float)
         iv = stats.log_ratio_interval(t, c)  # NaN when a run never reached the target (censored)
         out.append(Test(f"to_target_{col}", metric, "to_target", iv.estimate, (iv.low, iv.high), len(t) + len(c),
-                        tuple(sorted(fsp["run_id"])), tuple(sorted(scratch["run_id"])),
-                        f"{what}; {label}", None, _fails(fsp, scratch),
+                        tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", None,
+                        fails(fsp, scratch),
                         {"target_acc": target, "treatment_reached": int((~np.isnan(t)).sum()),
                          "control_reached": int((~np.isnan(c)).sum()),
                          "treatment_mean": float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
-                         "control_mean": float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan}))
+                         "control_mean": float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
+                         "interpolation": "linear between the curve points around the first crossing"}))
     return out
 
 
-def _fast_claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None) -> tuple[Claim, float | None]:
-    key = "fast_optimization"
-    if cfg is None or cfg.short_budget is None:
+# ---------------------------------------------------------------- a claim
+
+
+def _gains(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, paired: bool) -> tuple[TeacherGain, ...]:
+    by_id = runs.set_index("run_id")
+    scratch = 100 * ctrl["final_acc"].to_numpy(float)
+    out = []
+    for i, row in enumerate(treat.itertuples()):
+        tid = str(row.teacher_run_id)
+        if tid not in by_id.index:
+            continue
+        base = scratch[i] if paired and i < len(scratch) else float(scratch.mean())
+        acc = 100 * float(cast(float, row.final_acc))
+        out.append(TeacherGain(str(row.run_id), tid, 100 * float(cast(float, by_id.at[tid, "final_acc"])), acc,
+                               acc - base))
+    return tuple(out)
+
+
+def _power(cfg: ClaimSpec, main: Test) -> tuple[int | None, float]:
+    """Fixed-n seeds per arm for 80% power at the stated effect: the smallest effect of interest
+    (superiority) or a true difference of 0 against -margin (non-inferiority); noncentral t."""
+    effect = cfg.margin if KINDS[cfg.key] == "noninferiority" else cfg.smallest_effect
+    e = main.extra
+    n = sequential.seeds_for_power(effect, e.get("treatment_sd", math.nan), e.get("control_sd", math.nan), POWER,
+                                   cfg.alpha, cfg.paired, e.get("difference_sd"))
+    return n, effect
+
+
+def _not_run(key: str, why: str) -> Claim:
+    return Claim(key, "not_run", why, "", (), why)
+
+
+def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str) -> tuple[Claim, float | None]:
+    """One claim from the runs table: its looks, verdict, regime and descriptive tests."""
+    if cfg is None:
         return _not_run(key, "the benchmark declares no comparison for this claim"), None
-    group, arch = cfg.group, cfg.arch
-    short, full = cfg.short_budget, cfg.budget
-    margin, target_frac = cfg.margin, cfg.target
-    fsp = _select(runs, group, "fsp", arch, short)
-    scratch_full = _select(runs, group, "scratch", arch, full)
-    if fsp.empty or scratch_full.empty:
-        return _not_run(key, f"group {group}: no fsp at {short} or no scratch at {full} steps"), None
-    main = compare_accuracy("fsp_short_vs_scratch_full", fsp, scratch_full, _matching(fsp, scratch_full),
-                            role="decides")
-    t_vals, c_vals = 100 * fsp["final_acc"].to_numpy(float), 100 * scratch_full["final_acc"].to_numpy(float)
-    main = replace(main, p_value=stats.welch_p(t_vals, c_vals, null=-margin, alternative="greater"),
-                   extra={**main.extra, "margin": margin, "p_value_kind": "one-sided Welch, H0: difference <= -margin"})
-    reg = regime(runs, group, arch, full, cfg.converged_gain)
-    tests = [main] + ([reg.gain] if reg.gain else [])
-    scratch_short = _select(runs, group, "scratch", arch, short)
-    if not scratch_short.empty:
-        tests.append(compare_accuracy("fsp_short_vs_scratch_short", fsp, scratch_short, _matching(fsp, scratch_short)))
-    # steps-to-target needs FSP curves that run as long as scratch's: FSP with stage 2 at the full budget
-    fsp_full = _select(runs, group, "fsp", arch, full)
-    runner = fsp_full if not fsp_full.empty else fsp
-    target = target_frac * float(scratch_full["final_curve_acc" if "final_curve_acc" in scratch_full
-                                              else "final_acc"].mean())
-    tests += _to_target_tests(df, runner, scratch_full, target,
-                              f"{steps_label(runner)} vs {steps_label(scratch_full)}; target {100 * target:.2f}% = "
-                              f"{target_frac:g} x scratch's full-budget mean on the curve's test images")
-    tests += _per_teacher(runs, fsp, scratch_full) + _sweep(runs, group, arch, full, include_full=True)
-    verdict, reason, by_test, need = _decide(main, -margin, reg)
-    iv = stats.Interval(main.estimate, main.ci[0], main.ci[1], math.nan, math.nan)
-    by_margin = {m: stats.verdict(iv, -m) for m in sorted({*REPORT_MARGINS, margin})}
-    summary = (f"{steps_label(fsp)}: {main.extra['treatment_mean']:.2f}% vs {steps_label(scratch_full)}: "
-               f"{main.extra['control_mean']:.2f}%: {main.estimate:+.2f} points, "
-               f"95% CI [{main.ci[0]:+.2f}, {main.ci[1]:+.2f}], margin -{margin:g}, n={main.n}")
-    return Claim(key, verdict, reason, RULES[key], tuple(tests), summary, reg, by_test, need, by_margin), target
+    (tm, tb), (cm, cb) = cfg.deciding_arms()
+    treat, ctrl = select(runs, cfg.group, tm, cfg.arch, tb), select(runs, cfg.group, cm, cfg.arch, cb)
+    k = cfg.look_every
+    if _complete([treat, ctrl], k) < k:
+        return _not_run(key, f"group {cfg.group}: fewer than {k} {tm} runs at {tb} or {cm} runs at {cb} steps "
+                             "with consecutive seed indices (the first look is not complete)"), None
+    reg = regime(runs, cfg.group, cfg.arch, cfg.budget, cfg.smallest_effect, paired=True, n=k, fsp=True)
+    reg = replace(reg, headroom_threshold=cfg.headroom, teacher_images=_teacher_images(runs, treat))
+    failed = _not_converged(reg)
+    stopped: int | None
+    if failed:  # the regime cannot be tested: stop at the first look (its interval kept for the record)
+        looks, _, _, _, reg = _sequential(runs, cfg, treat.iloc[:k], ctrl.iloc[:k], reg)
+        looks = tuple(replace(lk, decision="open", gate=failed) for lk in looks)
+        verdict, reason, stopped = "inconclusive", failed, 1
+    else:
+        looks, verdict, reason, stopped, reg = _sequential(runs, cfg, treat, ctrl, reg)
+    last = looks[-1]
+    t_at, c_at = treat[treat["run_id"].isin(last.treatment_runs)], ctrl[ctrl["run_id"].isin(last.control_runs)]
+    base = compare_accuracy("fsp_vs_scratch" if cfg.key != "fast_optimization" else "fsp_short_vs_scratch_full",
+                            t_at, c_at, matching(t_at, c_at), role="decides", paired=cfg.paired)
+    main = replace(base, ci=(last.low, last.high),
+                   extra={**base.extra, "look": last.look, "critical": last.critical, "se": last.se, "df": last.df,
+                          "interval": "repeated (group-sequential) 95% interval"})
+    descriptive, target = _descriptive(df, runs, cfg)
+    tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom) if g is not None), *descriptive]
+    power_n, effect = _power(cfg, main)
+    by_margin = ({m: sequential.VERDICTS[int(sequential.decide(last.low, last.high, replace(_rule(cfg), margin=m)))]
+                  for m in sorted({*REPORT_MARGINS, cfg.margin})} if KINDS[cfg.key] == "noninferiority" else {})
+    e = main.extra
+    summary = (f"{steps_label(t_at)}: {e['treatment_mean']:.2f}% vs {steps_label(c_at)}: {e['control_mean']:.2f}%: "
+               f"{main.estimate:+.2f} points, repeated 95% CI [{last.low:+.2f}, {last.high:+.2f}] at look "
+               f"{last.look} of {cfg.looks}, n = {last.n} per arm ({cfg.seeding})")
+    design = _design(cfg)
+    return Claim(key, verdict, reason, f"{WHAT[key]}: {_rule(cfg).describe()}", tuple(tests), summary, reg,
+                 cfg.seeding, design.describe(), looks, stopped, cfg.looks, power_n, effect, by_margin,
+                 _gains(runs, t_at, c_at, cfg.paired), cfg), target
+
+
+def _teacher_images(runs: pd.DataFrame, treat: pd.DataFrame) -> int:
+    teachers = runs[runs["run_id"].isin(set(treat["teacher_run_id"]))]
+    return int(teachers["train_images"].max()) if not teachers.empty and "train_images" in teachers else 0
 
 
 def analyze(df: pd.DataFrame, claims: Mapping[str, ClaimSpec]) -> Analysis:
-    """All three claims from a labelled runs table and the benchmark's claim tables."""
+    """Every claim of the benchmark from a labelled runs table, each through its looks."""
     runs = final_runs(df)
-    fast, target = _fast_claim(df, runs, claims.get("fast_optimization"))
-    out = (
-        fast,
-        _accuracy_claim("better_accuracy", runs, claims.get("better_accuracy")),
-        _accuracy_claim("cross_task_transfer", runs, claims.get("cross_task_transfer")),
-    )
-    return Analysis(out, runs, {"fast_optimization": target} if target is not None else {})
-
-
-# ---------------------------------------------------------------- the ablation of FSP choices
-
-
-@dataclass(frozen=True)
-class AblationArm:
-    """One changed FSP choice: its students against the reference style's and against scratch."""
-
-    group: str
-    vs_reference: Test
-    vs_scratch: Test
-    changes_accuracy: str  # yes (the interval excludes 0) | no (it lies within +-equivalence) | inconclusive
-    stage1_first: float  # mean stage-1 loss at the first evaluation point
-    stage1_last: float  # ... and at the last
-    diverged: int
-
-
-@dataclass(frozen=True)
-class Ablation:
-    reference: str
-    regime: Regime
-    equivalence: float
-    arms: tuple[AblationArm, ...]
-    reference_stage1: tuple[float, float]  # the reference's stage-1 loss at its first and last point
-
-
-def _stage1_scale(df: pd.DataFrame, run_ids: pd.Series) -> tuple[float, float]:
-    cur = df[df["run_id"].isin(list(run_ids)) & (df["stage"] == "init")]
-    if cur.empty:
-        return (math.nan, math.nan)
-    mean = cur.groupby("stage_step")["train_loss"].mean()
-    return (float(mean.iloc[0]), float(mean.iloc[-1]))
-
-
-def changes_accuracy(test: Test, equivalence: float) -> str:
-    """yes if the 95% interval excludes 0, no if it lies within +-equivalence points, else inconclusive."""
-    low, high = test.ci
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive"
-    if low > 0 or high < 0:
-        return "yes"
-    if -equivalence < low and high < equivalence:
-        return "no"
-    return "inconclusive"
-
-
-def ablation(df: pd.DataFrame, spec: AblationSpec | None) -> Ablation | None:
-    """Each arm of the [ablation] table against the reference group's FSP students and its scratch students."""
-    if spec is None:
-        return None
-    runs = final_runs(df)
-    ref, budget, eq = spec.reference, spec.budget, spec.equivalence
-    ref_fsp, scratch = _select(runs, ref, "fsp", None, budget), _select(runs, ref, "scratch", None, budget)
-    reg = regime(runs, ref, None, budget, spec.converged_gain)
-    arms = []
-    for group in spec.arms:
-        fsp = _select(runs, group, "fsp", None, budget)
-        if fsp.empty or ref_fsp.empty or scratch.empty:
-            continue
-        vs_ref = compare_accuracy(f"{group}_vs_{ref}", fsp, ref_fsp, _matching(fsp, ref_fsp), role="ablation")
-        vs_scr = compare_accuracy(f"{group}_vs_scratch", fsp, scratch, _matching(fsp, scratch), role="ablation")
-        first, last = _stage1_scale(df, fsp["run_id"])
-        arms.append(AblationArm(group, vs_ref, vs_scr, changes_accuracy(vs_ref, eq), first, last,
-                                int((fsp["status"] == "diverged").sum())))
-    return Ablation(ref, reg, eq, tuple(arms), _stage1_scale(df, ref_fsp["run_id"]))
-
-
-def ablation_json(abl: Ablation) -> dict[str, Any]:
-    """ablation.json: the regime and, per arm, both comparisons, the answer and the stage-1 loss scale."""
-    return {"reference": abl.reference, "equivalence": abl.equivalence, "regime": regime_json(abl.regime),
-            "interval_method": f"{stats.METHOD}, 95%",
-            "rule": f"changes final accuracy: yes if the 95% interval of arm minus {abl.reference} excludes 0; no if "
-                    f"it lies within +-{abl.equivalence:g} points; else inconclusive",
-            "reference_stage1_loss": [_num(abl.reference_stage1[0]), _num(abl.reference_stage1[1])],
-            "arms": [{"group": a.group, "changes_accuracy": a.changes_accuracy, "diverged": a.diverged,
-                      "stage1_loss": [_num(a.stage1_first), _num(a.stage1_last)],
-                      "vs_reference": _test_json(a.vs_reference), "vs_scratch": _test_json(a.vs_scratch)}
-                     for a in abl.arms]}
-
-
-def label_runs(df: pd.DataFrame, labels: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Add the grid's labels (group, budget, init_steps, precision) to a runs table that lacks them."""
-    out = df.copy()
-    for col, default in (("group", ""), ("budget", 0), ("init_steps", 0), ("precision", "fp32")):
-        if col not in out:
-            out[col] = out["run_id"].map({k: v[col] for k, v in labels.items()}).fillna(default)
-    for col in ("budget", "init_steps"):
-        out[col] = out[col].astype("int64")
-    if "train_images" not in out:
-        out["train_images"] = 0
-    if "curve_acc" not in out:
-        out["curve_acc"] = out["test_acc"]
-    return out
+    out, targets = [], {}
+    for key in KINDS:
+        c, target = claim(df, runs, claims.get(key), key)
+        out.append(c)
+        if target is not None:
+            targets[key] = target
+    return Analysis(tuple(out), runs, targets)
 
 
 # ---------------------------------------------------------------- claims.json
 
 
-def _num(x: float | None) -> float | None:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+def _look_json(lk: Look) -> dict[str, Any]:
+    return {"look": lk.look, "n_per_arm": lk.n, "estimate": num(lk.estimate), "se": num(lk.se), "df": num(lk.df),
+            "z_boundary": num(lk.z), "critical_value": num(lk.critical), "repeated_ci": [num(lk.low), num(lk.high)],
+            "alpha_spent": num(lk.alpha_spent), "error_spent": num(lk.error_spent), "decision": lk.decision,
+            "gate": lk.gate or None, "treatment_runs": list(lk.treatment_runs), "control_runs": list(lk.control_runs)}
+
+
+def _design_json(c: Claim) -> dict[str, Any] | None:
+    s = c.spec
+    if s is None:
         return None
-    return round(float(x), 6)
-
-
-def _test_json(t: Test) -> dict[str, Any]:
-    return {"name": t.name, "metric": t.metric, "role": t.role, "estimate": _num(t.estimate),
-            "ci": [_num(t.ci[0]), _num(t.ci[1])], "n": t.n, "treatment_runs": list(t.treatment_runs),
-            "control_runs": list(t.control_runs), "budget": t.budget, "p_value": _num(t.p_value),
-            "failures": t.failures,
-            "extra": {k: (_num(v) if isinstance(v, float) else v) for k, v in sorted(t.extra.items())}}
-
-
-def regime_json(reg: Regime | None) -> dict[str, Any] | None:
-    if reg is None:
-        return None
-    g = reg.gain
-    return {"arch": reg.arch, "full_budget": reg.full_budget, "batch_size": reg.batch_size,
-            "train_images": reg.train_images, "epochs_per_run": _num(reg.epochs), "converged": reg.converged,
-            "threshold": reg.threshold, "doubling_gain": _num(g.estimate) if g else None,
-            "doubling_gain_ci": [_num(g.ci[0]), _num(g.ci[1])] if g else None, "description": reg.describe()}
+    out: dict[str, Any] = {"seeding": s.seeding, "interval": INTERVALS[s.seeding], "look_every": s.look_every,
+                           "max_seeds": s.max_seeds, "looks": s.looks, "alpha_per_side": s.alpha,
+                           "spending": "Lan-DeMets O'Brien-Fleming type", "smallest_effect": s.smallest_effect,
+                           "description": c.design}
+    if KINDS[c.key] == "noninferiority":
+        out["margin"] = s.margin
+    if s.headroom:
+        out["headroom"] = s.headroom
+    return out
 
 
 def claims_json(analysis: Analysis) -> dict[str, Any]:
-    """claims.json: verdict, reason, regime and tests per claim; floats rounded to 6 decimals (byte-stable)."""
+    """claims.json: per claim its verdict, reason, design, regime, every look and its tests; floats rounded to
+    6 decimals (byte-stable)."""
     out: dict[str, Any] = {}
     for c in analysis.claims:
         out[c.key] = {
-            "verdict": c.verdict, "reason": c.reason, "rule": c.rule, "summary": c.summary,
-            "interval_method": f"{stats.METHOD}, 95%", "regime": regime_json(c.regime),
-            "test_verdict": c.test_verdict or None, "seeds_needed_per_arm": c.seeds_needed,
+            "verdict": c.verdict, "reason": c.reason, "rule": c.rule or None, "summary": c.summary,
+            "design": _design_json(c), "regime": regime_json(c.regime), "stopped_at_look": c.stopped_at,
+            "n_per_arm": c.n_per_arm or None, "looks": [_look_json(lk) for lk in c.looks],
+            "power": ({"power": POWER, "effect": num(c.power_effect), "seeds_per_arm": c.power_n,
+                       "what": f"fixed-n seeds per arm for {POWER:.0%} power at a true distance of "
+                               f"{c.power_effect:g} points from the decision boundary, at the observed spread "
+                               "(noncentral t, one-sided)"} if c.looks else None),
             "verdict_by_margin": {f"{m:g}": v for m, v in c.by_margin.items()} or None,
-            "tests": [_test_json(t) for t in c.tests],
+            "teacher_gains": [{"run_id": g.run_id, "teacher_run_id": g.teacher_run_id,
+                               "teacher_acc": num(g.teacher_acc), "student_acc": num(g.student_acc),
+                               "gain": num(g.gain)} for g in c.gains],
+            "tests": [test_json(t) for t in c.tests],
         }
     return out

@@ -47,6 +47,10 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     n = grid["runs"]
     now = grid["history"][-1]  # this invocation (grid.json keeps the figures of the last one that trained)
+    if grid.get("looks") is not None:  # a [design] grid: every look this invocation trained
+        looks = [e for e in grid["looks"] if e.get("trained_now")]
+        now = {"trained_runs": sum(e["trained_now"] for e in looks),
+               "wall_time_s": sum(e["wall_time_s"] for e in looks)}
     eff = grid["harness_efficiency"] if now["trained_runs"] else None
     skipped = f", {n['skipped']} skipped on this hardware" if n.get("skipped") else ""
     print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed, "

@@ -31,7 +31,7 @@ from __future__ import annotations
 import difflib
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,14 @@ import fspbench
 from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge, teacher_mismatch
 from fspbench.errors import BadInput
 from fspbench.registry import METHODS, check_arch, init_steps
-from fspbench.spec import AblationSpec, BenchmarkSpec, ClaimSpec, GroupSpec, TeacherSpec
+from fspbench.spec import SEEDINGS, AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec
 
-TOP_KEYS = ("name", "description", "defaults", "resources", "teachers", "students", "claims", "ablation")
+TOP_KEYS = ("name", "description", "defaults", "resources", "design", "teachers", "students", "claims", "ablation")
+# [design]: how the claims get their seeds and are decided; with it, the grid gives every seed (docs/METHOD.md)
+DESIGN_KEYS = ("seeding", "look_every", "max_seeds", "alpha", "smallest_effect", "headroom")
+MAX_SEEDS = 1000  # seeds per arm at most: a student's seed is block * 1000 + its index in the arm
+TEACHER_SEED = 100_000  # the teacher of student seed s has seed TEACHER_SEED + s (one teacher per student seed)
+DESIGN_SET = "set by [design], which gives every run its seed (one teacher per student seed); remove it"
 # [ablation]: reference = the group whose FSP students (the paper's style) every other arm is set against,
 # with the scratch students and the 2x regime check; arms = the groups that change one FSP choice;
 # budget = their shared main-task budget; equivalence = points within which a change counts as "no effect"
@@ -58,9 +63,10 @@ STUDENT_SET = {"role": "remove it", "method": "use methods = [...]", "seed": "us
                "arch": "use archs = [...]", "steps": "use budgets = [...]"}
 _FIELD_OF = {"method": "methods", "seed": "seeds", "arch": "archs", "steps": "budgets"}  # student table keys
 CLAIM_KEYS: dict[str, tuple[str, ...]] = {
-    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target", "converged_gain"),
-    "better_accuracy": ("group", "arch", "budget", "converged_gain"),
-    "cross_task_transfer": ("group", "arch", "budget", "converged_gain"),
+    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target", "seeding",
+                          "smallest_effect"),
+    "better_accuracy": ("group", "arch", "budget", "seeding", "smallest_effect", "headroom"),
+    "cross_task_transfer": ("group", "arch", "budget", "seeding", "smallest_effect"),
 }
 CLAIM_METHODS = ("fsp", "scratch")  # every claim compares FSP students with scratch ones
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -77,6 +83,7 @@ class GridRun:
     role: str  # "teacher" | "student"
     group: str  # teacher id for teachers, student group name for students
     teacher_run_id: str  # "" when none
+    seed_index: int = -1  # [design] grids: the student's index in its arm (a teacher: its student's); else -1
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,19 @@ class Benchmark:
     name: str
     path: Path  # the file it was read from
     text: str  # the file's text, kept verbatim for the results
+    results_dir: Path  # students find their teachers' records in results_dir/runs
     resources: dict[str, float]  # {"cpu": ..., "gpu": ...} per trial
     teachers: list[GridRun]
     students: list[GridRun]
     claims: dict[str, ClaimSpec]  # claim key -> its checked table
     ablation: AblationSpec | None = None  # the checked [ablation] table
     max_concurrent: int | None = None  # [resources] max_concurrent: a cap on trials at once
+    spec: BenchmarkSpec | None = None  # the parsed file, for expanding a [design] grid at later looks
+    seeds: dict[str, int] = field(default_factory=dict)  # [design]: claim -> seeds per deciding arm expanded
+
+    @property
+    def design(self) -> DesignSpec | None:
+        return self.spec.design if self.spec else None
 
     @property
     def runs(self) -> list[GridRun]:
@@ -102,7 +116,22 @@ class Benchmark:
 def run_labels(bench: Benchmark) -> dict[str, dict[str, Any]]:
     """run id -> the grid's labels that runs.parquet carries: group, budget, init_steps, precision."""
     return {r.run_id: {"group": r.group, "budget": r.config.steps, "init_steps": init_steps(r.config),
-                       "precision": r.config.precision} for r in bench.runs}
+                       "precision": r.config.precision, "seed_index": r.seed_index} for r in bench.runs}
+
+
+def at_look(bench: Benchmark, seeds: dict[str, int]) -> Benchmark:
+    """The same [design] grid expanded with ``seeds`` (claim -> seeds per deciding arm): the runs of
+    every look up to the one where each claim has that many seeds."""
+    if bench.spec is None or bench.spec.design is None:
+        raise ValueError("at_look needs a benchmark with a [design] table")
+    loader = _Loader(str(bench.path), bench.results_dir)
+    teachers, students = loader.expand(bench.spec, seeds)
+    return replace(bench, teachers=teachers, students=students, seeds=dict(seeds))
+
+
+def first_look(spec: BenchmarkSpec) -> dict[str, int]:
+    """Seeds per deciding arm of every claim at the first look."""
+    return {k: spec.design.look_every for k in spec.claims} if spec.design else {}
 
 
 def benchmarks_dir() -> Path:
@@ -183,6 +212,7 @@ class _Loader:
     def __init__(self, where: str, results_dir: Path) -> None:
         self.where = where
         self.runs_dir = results_dir.absolute() / "runs"
+        self.seeded = True  # False in a [design] grid: the design gives the seeds, the tables may not
 
     def fail(self, key: str, what: str) -> BadInput:
         return BadInput(f"{self.where}: {key}: {what}")
@@ -196,9 +226,10 @@ class _Loader:
     def load(self, raw: dict[str, Any], path: Path, text: str) -> Benchmark:
         """Two steps: the file's tables into a checked BenchmarkSpec, then the spec into runs."""
         spec = self.parse(raw, path)
-        teachers, students = self.expand(spec)
-        return Benchmark(spec.name, path, text, spec.resources, teachers, students, spec.claims, spec.ablation,
-                         spec.max_concurrent)
+        seeds = first_look(spec)
+        teachers, students = self.expand(spec, seeds)
+        return Benchmark(spec.name, path, text, self.runs_dir.parent, spec.resources, teachers, students, spec.claims,
+                         spec.ablation, spec.max_concurrent, spec, seeds)
 
     def parse(self, raw: dict[str, Any], path: Path) -> BenchmarkSpec:
         """Every table and key checked, the claims and the ablation against the groups; no run built yet."""
@@ -217,24 +248,33 @@ class _Loader:
         self.check_keys(defaults, "defaults", allowed=[k for k in _RUN_KEYS if k not in GRID_SET], set_by=GRID_SET)
         self.build({}, defaults, "defaults", {})  # the defaults alone must make a valid config
 
+        design = self.design(raw["design"]) if "design" in raw else None
+        if raw.get("claims") and design is None:
+            raise self.fail("design", 'the claims need a [design] table (seeding = "paired" or "independent", '
+                                      "look_every, max_seeds): the seeds and looks that decide them")
+        self.seeded = design is None  # without [design] the tables list their seeds
         teachers = []
         for tid, table in self.table(raw, "teachers", required=False).items():
             key = f"teachers.{tid}"
             table = self.sub_table(table, key)
             self.check_keys(table, key, allowed=["seeds", *(k for k in _RUN_KEYS if k not in TEACHER_SET)],
-                            set_by=TEACHER_SET)
-            teachers.append(TeacherSpec(tid, tuple(self.seeds(table, key)),
-                                        {k: v for k, v in table.items() if k != "seeds"}))
+                            set_by=TEACHER_SET if self.seeded else {**TEACHER_SET, "seeds": DESIGN_SET})
+            seeds = tuple(self.seeds(table, key)) if self.seeded else ()
+            settings = {k: v for k, v in table.items() if k != "seeds"}
+            self.build(defaults, settings, key, {"role": "teacher", "method": "scratch"})  # a valid teacher
+            teachers.append(TeacherSpec(tid, seeds, settings))
         groups = {gname: self.group(gname, self.sub_table(table, f"students.{gname}"), teachers)
                   for gname, table in self.table(raw, "students", required=True).items()}
         teacher_tables = {t.id: merge(defaults, t.settings) for t in teachers}
-        claims = self.claims(raw.get("claims", {}), groups, teacher_tables, defaults)
+        claims = self.claims(raw.get("claims", {}), groups, teacher_tables, defaults, design)
         ablation = self.ablation(raw["ablation"], groups) if "ablation" in raw else None
         return BenchmarkSpec(name, description, resources, defaults, tuple(teachers), tuple(groups.values()),
-                             claims, ablation, max_concurrent)
+                             claims, ablation, max_concurrent, design)
 
-    def expand(self, spec: BenchmarkSpec) -> tuple[list[GridRun], list[GridRun]]:
-        """The teachers' runs (one per seed), then every group's students."""
+    def expand(self, spec: BenchmarkSpec, seeds: dict[str, int] | None = None) -> tuple[list[GridRun], list[GridRun]]:
+        """The teachers' runs, then every group's students; a [design] grid with ``seeds`` per claim."""
+        if spec.design is not None:
+            return self.expand_design(spec, seeds or first_look(spec))
         teachers: list[GridRun] = []
         for t in spec.teachers:
             for seed in t.seeds:
@@ -245,6 +285,79 @@ class _Loader:
         students = [run for g in spec.groups for run in self.expand_group(g, spec.defaults, teachers)]
         self.check_distinct(teachers + students)
         return teachers, students
+
+    # ---- [design] grids: the design gives every seed --------------------------------------------
+
+    def design(self, value: Any) -> DesignSpec:
+        table = self.sub_table(value, "design")
+        for k in table:
+            if k not in DESIGN_KEYS:
+                raise self.unknown(f"design.{k}", DESIGN_KEYS, k)
+        if table.get("seeding") not in SEEDINGS:
+            raise self.fail("design.seeding", f"expected one of {', '.join(map(repr, SEEDINGS))} (how the arms "
+                                              f"get their seeds), got {_quote(table.get('seeding'))}")
+        d = DesignSpec(table["seeding"])
+        k, n = table.get("look_every", d.look_every), table.get("max_seeds", d.max_seeds)
+        if not _is_int(k) or k < 2:
+            raise self.fail("design.look_every", f"expected an integer >= 2 (seeds per arm at each look), got {k!r}")
+        if not _is_int(n) or n < k or n % k or n > MAX_SEEDS:
+            raise self.fail("design.max_seeds", f"expected a multiple of look_every ({k}) up to {MAX_SEEDS}, got {n!r}")
+        alpha = table.get("alpha", d.alpha)
+        if not _is_number(alpha) or not 0 < alpha < 0.5:
+            raise self.fail("design.alpha", f"expected a one-sided error per side in (0, 0.5), got {alpha!r}")
+        for key in ("smallest_effect", "headroom"):
+            v = table.get(key, getattr(d, key))
+            if not _is_number(v) or v <= 0:
+                raise self.fail(f"design.{key}", f"expected accuracy points > 0, got {v!r}")
+        return DesignSpec(table["seeding"], k, n, float(alpha), float(table.get("smallest_effect", d.smallest_effect)),
+                          float(table.get("headroom", d.headroom)))
+
+    def expand_design(self, spec: BenchmarkSpec, seeds: dict[str, int]) -> tuple[list[GridRun], list[GridRun]]:
+        """Every arm (group, method, arch, budget) with the first look's seeds; a claim's deciding arms with
+        ``seeds[claim]``. Seeding: a paired group's arms share seed i; in an independent group each method
+        draws its own block of seeds (1000 per block, in the order the file declares them). The teacher of
+        student seed s has seed TEACHER_SEED + s, so every student has its own teacher."""
+        assert spec.design is not None
+        base = spec.design.look_every
+        arm_n: dict[tuple[str, str, str, int], int] = {}
+        for c in spec.claims.values():
+            for method, budget in c.deciding_arms():
+                key = (c.group, method, c.arch, budget)
+                arm_n[key] = max(arm_n.get(key, base), seeds.get(c.key, base))
+        paired = group_seeding(spec)
+        teachers_by_id = {t.id: t for t in spec.teachers}
+        teachers: dict[str, GridRun] = {}
+        students: list[GridRun] = []
+        block = 0
+        for g in spec.groups:
+            key = f"students.{g.name}"
+            for method in g.methods:
+                block += 1
+                overrides = merge(g.settings, g.method_settings.get(method, {}))
+                uses_teacher = bool(g.teacher) and _needs_teacher(method)
+                for arch in g.archs:
+                    for steps in g.budgets[method]:
+                        for i in range(arm_n.get((g.name, method, arch, steps), base)):
+                            seed = i if paired[g.name] else block * MAX_SEEDS + i
+                            t_run = (self.design_teacher(spec, teachers_by_id[g.teacher], TEACHER_SEED + seed, i,
+                                                         teachers) if uses_teacher else None)
+                            t_id = t_run.run_id if t_run else ""
+                            fixed = {"role": "student", "method": method, "arch": arch, "seed": seed, "steps": steps,
+                                     "teacher": str(self.runs_dir / f"{t_id}.json") if t_id else ""}
+                            cfg = self.build(spec.defaults, overrides, key, fixed)
+                            if t_run is not None:
+                                self.check_pair(key, cfg, t_run)
+                            students.append(GridRun(cfg.run_id(t_id), cfg, "student", g.name, t_id, i))
+        out = sorted(teachers.values(), key=lambda r: (r.group, r.config.seed))
+        self.check_distinct(out + students)
+        return out, students
+
+    def design_teacher(self, spec: BenchmarkSpec, t: TeacherSpec, seed: int, index: int,
+                       made: dict[str, GridRun]) -> GridRun:
+        cfg = self.build(spec.defaults, t.settings, f"teachers.{t.id}", {"role": "teacher", "method": "scratch",
+                                                                          "seed": seed})
+        run = GridRun(cfg.run_id(), cfg, "teacher", t.id, "", index)
+        return made.setdefault(run.run_id, run)
 
     def ablation(self, value: Any, groups: dict[str, GroupSpec]) -> AblationSpec:
         """The [ablation] table: every arm's FSP students against the reference group's, at one budget."""
@@ -388,10 +501,12 @@ class _Loader:
     def group(self, gname: str, table: dict[str, Any], teachers: list[TeacherSpec]) -> GroupSpec:
         key = f"students.{gname}"
         allowed = [*GROUP_KEYS, *(k for k in _RUN_KEYS if k not in STUDENT_SET and k != "teacher")]
-        self.check_keys(table, key, allowed=allowed, set_by=STUDENT_SET)
+        set_by = STUDENT_SET if self.seeded else {**STUDENT_SET, **dict.fromkeys(
+            ("seeds", "teacher_seed", "teacher_seeds"), DESIGN_SET)}
+        self.check_keys(table, key, allowed=allowed, set_by=set_by)
         methods = self.name_list(table, key, "methods", self.check_method)
         archs = self.name_list(table, key, "archs", self.check_arch)
-        seeds = self.seeds(table, key)
+        seeds = self.seeds(table, key) if self.seeded else []
         budgets = self.budgets(table.get("budgets"), key, methods)
         declared = sorted({t.id for t in teachers})
         needing = [m for m in methods if _needs_teacher(m)]
@@ -412,6 +527,12 @@ class _Loader:
         if not needing:
             raise self.fail(f"{key}.teacher", f"no method of this group uses a teacher ({', '.join(methods)}); "
                                               "drop teacher or add fsp, fitnet or kd to methods")
+        chosen = self.teacher_seeds(table, key, teacher, teachers) if self.seeded else []
+        return GroupSpec(gname, teacher, tuple(chosen), tuple(methods), tuple(archs), tuple(seeds), budgets,
+                         self.overrides(table), method_settings)
+
+    def teacher_seeds(self, table: dict[str, Any], key: str, teacher: str, teachers: list[TeacherSpec]) -> list[int]:
+        """A seeded group's teacher_seed / teacher_seeds, checked against its teacher's seeds."""
         t_seeds = list(next(t.seeds for t in teachers if t.id == teacher))
         if "teacher_seed" in table and "teacher_seeds" in table:
             raise self.fail(f"{key}.teacher_seed", "given with teacher_seeds; keep one of the two")
@@ -423,8 +544,7 @@ class _Loader:
         for t_seed in chosen:
             if not _is_int(t_seed) or t_seed not in t_seeds:
                 raise self.fail(f"{key}.{leaf}", f"expected seeds of teacher {teacher} ({t_seeds}), got {t_seed!r}")
-        return GroupSpec(gname, teacher, tuple(chosen), tuple(methods), tuple(archs), tuple(seeds), budgets,
-                         self.overrides(table), method_settings)
+        return chosen
 
     def method_settings(self, table: dict[str, Any], key: str, methods: list[str]) -> dict[str, dict[str, Any]]:
         """``method_settings = {fitnet = {init_lr = 0.01}}``: RunConfig keys for one method's runs only."""
@@ -504,66 +624,94 @@ class _Loader:
     # ---- claims ------------------------------------------------------------------------------
 
     def claims(self, value: Any, groups: dict[str, GroupSpec], teacher_tables: dict[str, dict[str, Any]],
-               defaults: dict[str, Any]) -> dict[str, ClaimSpec]:
+               defaults: dict[str, Any], design: DesignSpec | None) -> dict[str, ClaimSpec]:
         if not isinstance(value, dict):
             raise self.fail("claims", f"expected a table [claims], got {value!r}")
         out: dict[str, ClaimSpec] = {}
-        d = ClaimSpec("", "", "", 0)  # the defaults of the optional keys
         for claim, table in value.items():
             key = f"claims.{claim}"
             if claim not in CLAIM_KEYS:
                 raise self.unknown(key, tuple(CLAIM_KEYS), claim)
-            table = self.sub_table(table, key)
-            for k in table:
-                if k not in CLAIM_KEYS[claim]:
-                    raise self.unknown(f"{key}.{k}", CLAIM_KEYS[claim], k)
-            c = {"converged_gain": d.converged_gain, **({"margin": d.margin, "target": d.target}
-                                                        if claim == "fast_optimization" else {}), **table}
-            gname = c.get("group")
-            if not isinstance(gname, str) or gname not in groups:
-                raise self.fail(f"{key}.group", f"{_quote(gname)} is not a student group "
-                                                f"(groups: {', '.join(groups)})")
-            g = groups[gname]
-            missing = [m for m in CLAIM_METHODS if m not in g.methods]
-            if missing:
-                raise self.fail(f"{key}.group", f"group {gname} lacks methods {', '.join(missing)}; "
-                                                f"the claim compares {' and '.join(CLAIM_METHODS)} students")
-            if "arch" not in c:
-                if len(g.archs) > 1:
-                    raise self.fail(f"{key}.arch", f"group {gname} has several archs; expected one of "
-                                                   f"{', '.join(g.archs)}")
-                c["arch"] = g.archs[0]
-            if c["arch"] not in g.archs:
-                raise self.fail(f"{key}.arch", f"expected one of group {gname}'s archs "
-                                               f"({', '.join(g.archs)}), got {_quote(c['arch'])}")
-            if claim == "fast_optimization":
-                self.claim_budget(c, key, "short_budget", g, ("fsp", "scratch"))
-                self.claim_budget(c, key, "full_budget", g, ("scratch",))
-                if c["short_budget"] >= c["full_budget"]:
-                    raise self.fail(f"{key}.short_budget", f"expected less than full_budget "
-                                                           f"({c['full_budget']}), got {c['short_budget']}")
-                if not _is_number(c["margin"]) or c["margin"] < 0:
-                    raise self.fail(f"{key}.margin", f"expected accuracy points >= 0, got {c['margin']!r}")
-                if not _is_number(c["target"]) or not 0 < c["target"] <= 1:
-                    raise self.fail(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget "
-                                                     f"mean accuracy, got {c['target']!r}")
-                c["margin"], c["target"] = float(c["margin"]), float(c["target"])
-            else:
-                if "budget" not in c:
-                    common = sorted(set(g.budgets["fsp"]) & set(g.budgets["scratch"]))
-                    if not common:
-                        raise self.fail(f"{key}.budget", f"group {gname} has no budget shared by fsp and scratch")
-                    c["budget"] = common[-1]
-                self.claim_budget(c, key, "budget", g, ("fsp", "scratch"))
-            if not _is_number(c["converged_gain"]) or c["converged_gain"] <= 0:
-                raise self.fail(f"{key}.converged_gain", f"expected accuracy points > 0, got {c['converged_gain']!r}")
-            c["converged_gain"] = float(c["converged_gain"])
-            if claim == "cross_task_transfer" and g.teacher:
-                self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.settings))
-            budget = c["full_budget"] if claim == "fast_optimization" else c["budget"]
-            out[claim] = ClaimSpec(claim, gname, c["arch"], budget, c["converged_gain"], c.get("short_budget"),
-                                   c.get("margin", d.margin), c.get("target", d.target))
+            assert design is not None  # parse refuses claims without [design]
+            out[claim] = self.claim(claim, self.sub_table(table, key), groups, teacher_tables, defaults, design)
+        seeding: dict[str, ClaimSpec] = {}
+        for c in out.values():  # one group, one seeding: its arms cannot be both paired and independent
+            other = seeding.setdefault(c.group, c)
+            if other.seeding != c.seeding:
+                raise self.fail(f"claims.{c.key}.seeding", f"group {c.group} is {other.seeding} for claims."
+                                f"{other.key}; claims of one group share its seeding")
         return out
+
+    def claim(self, claim: str, table: dict[str, Any], groups: dict[str, GroupSpec],
+              teacher_tables: dict[str, dict[str, Any]], defaults: dict[str, Any], design: DesignSpec) -> ClaimSpec:
+        """One [claims.<key>] table, checked against its group: the arms its test and its regime need."""
+        key = f"claims.{claim}"
+        for k in table:
+            if k not in CLAIM_KEYS[claim]:
+                raise self.unknown(f"{key}.{k}", CLAIM_KEYS[claim], k)
+        d = ClaimSpec("", "", "", 0)  # the defaults of the optional keys
+        c = {"seeding": design.seeding, "smallest_effect": design.smallest_effect,
+             **({"margin": d.margin, "target": d.target} if claim == "fast_optimization" else {}),
+             **({"headroom": design.headroom} if claim == "better_accuracy" else {}), **table}
+        g = self.claim_group(c, key, groups)
+        if claim == "fast_optimization":
+            self.claim_budget(c, key, "short_budget", g, ("fsp",))
+            self.claim_budget(c, key, "full_budget", g, ("scratch", "fsp"))
+            if c["short_budget"] >= c["full_budget"]:
+                raise self.fail(f"{key}.short_budget", f"expected less than full_budget "
+                                                       f"({c['full_budget']}), got {c['short_budget']}")
+            if not _is_number(c["margin"]) or c["margin"] <= 0:
+                raise self.fail(f"{key}.margin", f"expected accuracy points > 0, got {c['margin']!r}")
+            if not _is_number(c["target"]) or not 0 < c["target"] <= 1:
+                raise self.fail(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget "
+                                                 f"mean accuracy, got {c['target']!r}")
+            t_arch = teacher_tables[g.teacher].get("arch", RunConfig.arch) if g.teacher else None
+            if t_arch != c["arch"]:
+                raise self.fail(f"{key}.group", f"the paper's fast optimization (its Table 1) distils a teacher of "
+                                f"the student's own network; group {g.name}'s teacher {g.teacher or '(none)'} is "
+                                f"{t_arch}, the claim's arch {c['arch']}")
+            c["budget"] = c.pop("full_budget")
+        else:
+            if "budget" not in c:
+                common = sorted(set(g.budgets["fsp"]) & set(g.budgets["scratch"]))
+                if not common:
+                    raise self.fail(f"{key}.budget", f"group {g.name} has no budget shared by fsp and scratch")
+                c["budget"] = common[-1]
+            self.claim_budget(c, key, "budget", g, ("fsp", "scratch"))
+        for m in ("scratch", "fsp"):  # the convergence check: both at 2F
+            if 2 * c["budget"] not in g.budgets[m]:
+                raise self.fail(f"{key}.group", f"the regime check trains {m} at twice the full budget; add "
+                                                f"{2 * c['budget']} to group {g.name}'s budgets for {m}")
+        if c["seeding"] not in SEEDINGS:
+            raise self.fail(f"{key}.seeding", f"expected one of {', '.join(map(repr, SEEDINGS))}, got "
+                                              f"{_quote(c['seeding'])}")
+        for k in ("smallest_effect", "headroom"):
+            if k in table and (not _is_number(table[k]) or table[k] <= 0):
+                raise self.fail(f"{key}.{k}", f"expected accuracy points > 0, got {table[k]!r}")
+        if claim == "cross_task_transfer" and g.teacher:
+            self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.settings))
+        return ClaimSpec(claim, g.name, c["arch"], c["budget"], c["seeding"], design.look_every, design.max_seeds,
+                         design.alpha, float(c["smallest_effect"]), float(c.get("headroom", 0.0)),
+                         c.get("short_budget"), float(c.get("margin", d.margin)), float(c.get("target", d.target)))
+
+    def claim_group(self, c: dict[str, Any], key: str, groups: dict[str, GroupSpec]) -> GroupSpec:
+        """The claim's group, with FSP and scratch students and the claim's arch (filled in when it has one)."""
+        gname = c.get("group")
+        if not isinstance(gname, str) or gname not in groups:
+            raise self.fail(f"{key}.group", f"{_quote(gname)} is not a student group (groups: {', '.join(groups)})")
+        g = groups[gname]
+        missing = [m for m in CLAIM_METHODS if m not in g.methods]
+        if missing:
+            raise self.fail(f"{key}.group", f"group {gname} lacks methods {', '.join(missing)}; "
+                                            f"the claim compares {' and '.join(CLAIM_METHODS)} students")
+        if "arch" not in c:
+            if len(g.archs) > 1:
+                raise self.fail(f"{key}.arch", f"group {gname} has several archs; expected one of {', '.join(g.archs)}")
+            c["arch"] = g.archs[0]
+        if c["arch"] not in g.archs:
+            raise self.fail(f"{key}.arch", f"expected one of group {gname}'s archs ({', '.join(g.archs)}), "
+                                           f"got {_quote(c['arch'])}")
+        return g
 
     def claim_budget(self, c: dict[str, Any], key: str, leaf: str, g: GroupSpec, methods: tuple[str, ...]) -> None:
         v = c.get(leaf)
@@ -584,6 +732,15 @@ class _Loader:
             raise self.fail(f"{key}.group", f"the teacher {g.teacher} of group {g.name} is trained on the "
                                             "students' own task and classes; expected a teacher from another "
                                             "task, other classes or pretrained weights")
+
+
+def group_seeding(spec: BenchmarkSpec) -> dict[str, bool]:
+    """Group name -> paired? in a [design] grid: its claims' seeding, else the [design] table's."""
+    default = spec.design is not None and spec.design.seeding == "paired"
+    out = {g.name: default for g in spec.groups}
+    for c in spec.claims.values():
+        out[c.group] = c.paired
+    return out
 
 
 def _needs_teacher(method: str) -> bool:

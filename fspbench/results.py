@@ -30,6 +30,9 @@ PARQUET_COLUMNS = [
     "images_seen", "wall_time_s", "train_loss", "test_loss", "test_acc", "status", "eval_images",
     # labels from the benchmark file, so every number of the report recomputes from this table alone
     "group", "budget", "init_steps", "precision", "train_images",
+    # [design] grids: a run's index in its arm (the order its seeds were added: look j holds indices below
+    # j x look_every, and a paired test pairs equal indices); -1 where the benchmark file lists the seeds
+    "seed_index",
     # accuracy on the curve points' fixed test images, also at the final evaluation (which uses the full
     # test set for test_acc): steps-to-target compares every point on the same images
     "curve_acc", "curve_images",
@@ -112,7 +115,8 @@ def runs_table(records: list[dict[str, Any]], labels: dict[str, dict[str, Any]])
             "stage": "", "step": 0, "stage_step": 0, "images_seen": 0, "wall_time_s": 0.0,
             "train_loss": None, "test_loss": None, "test_acc": None, "eval_images": 0,
         }]
-        extra = {**labels.get(rec["run_id"], {}), "train_images": (rec.get("data") or {}).get("train_images", 0)}
+        extra = {"seed_index": -1, **labels.get(rec["run_id"], {}),
+                 "train_images": (rec.get("data") or {}).get("train_images", 0)}
         rows += [{"curve_acc": row.get("test_acc"), "curve_images": row.get("eval_images", 0), **row, **extra,
                   "status": rec["status"]} for row in curve]
     df = pd.DataFrame(rows, columns=PARQUET_COLUMNS)
@@ -121,6 +125,7 @@ def runs_table(records: list[dict[str, Any]], labels: dict[str, dict[str, Any]])
     for col in ("seed", "step", "stage_step", "images_seen", "eval_images", "budget", "init_steps", "train_images",
                 "curve_images"):
         df[col] = df[col].fillna(0).astype("int64")
+    df["seed_index"] = df["seed_index"].fillna(-1).astype("int64")
     for col in ("group", "precision"):
         df[col] = df[col].fillna("").astype(str)
     return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)

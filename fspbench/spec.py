@@ -9,28 +9,79 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+SEEDINGS = ("independent", "paired")
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """The ``[design]`` table: how a grid's claims get their seeds and are decided (pre-registered).
+
+    seeding: "independent" (each arm of a comparison draws its own seeds: Welch intervals) or
+    "paired" (arms share seed k on purpose, same initial weights and batch order: paired intervals).
+    look_every: seeds per arm added at each look; max_seeds: seeds per arm at the last look.
+    alpha: one-sided error per side (Lan-DeMets O'Brien-Fleming-type spending over the looks).
+    smallest_effect: the smallest effect of interest (points): the convergence threshold of the
+    regime checks, and "no benefit as large as this" contradicts a superiority claim.
+    headroom: better_accuracy's regime check: the teachers minus scratch students of the student's
+    network, lower end of the repeated interval, in points.
+    """
+
+    seeding: str
+    look_every: int = 5
+    max_seeds: int = 20
+    alpha: float = 0.025
+    smallest_effect: float = 0.5
+    headroom: float = 2.0
+
+    @property
+    def looks(self) -> int:
+        return self.max_seeds // self.look_every
+
 
 @dataclass(frozen=True)
 class ClaimSpec:
-    """One ``[claims.<key>]`` table.
+    """One ``[claims.<key>]`` table, with the grid's [design] filled in where the claim does not override it.
 
     group, arch: the student group and network whose FSP and scratch students are compared.
     budget: the full main-task budget F at which the claim is decided (fast_optimization's full_budget).
     short_budget: fast_optimization only: FSP's stage-2 budget set against scratch at F.
     margin: fast_optimization's non-inferiority margin (accuracy points).
     target: fraction of scratch's full-budget mean accuracy that steps-to-target counts to.
-    converged_gain: the regime is converged when the upper end of the 95% interval of (scratch at 2F
-    minus scratch at F) is below it (points).
+    seeding, look_every, max_seeds, alpha, smallest_effect: as DesignSpec, for this claim.
+    headroom: the teacher's required lead over scratch (points; 0: not checked).
     """
 
     key: str
     group: str
     arch: str
     budget: int
-    converged_gain: float = 1.0
+    seeding: str = "independent"
+    look_every: int = 5
+    max_seeds: int = 20
+    alpha: float = 0.025
+    smallest_effect: float = 0.5
+    headroom: float = 0.0
     short_budget: int | None = None
     margin: float = 0.5
     target: float = 0.99
+
+    @property
+    def looks(self) -> int:
+        return self.max_seeds // self.look_every
+
+    @property
+    def paired(self) -> bool:
+        return self.seeding == "paired"
+
+    def deciding_arms(self) -> tuple[tuple[str, int], tuple[str, int]]:
+        """(method, main-task budget) of the treatment and the control: the arms that get seeds at every look."""
+        treat = self.short_budget if self.short_budget is not None else self.budget
+        return ("fsp", treat), ("scratch", self.budget)
+
+    def regime_arms(self) -> tuple[tuple[str, int], ...]:
+        """(method, budget) of the convergence check: scratch and FSP (stage 2) at F and at 2F."""
+        f = self.budget
+        return ("scratch", f), ("scratch", 2 * f), ("fsp", f), ("fsp", 2 * f)
 
     def to_dict(self) -> dict[str, Any]:
         """The table's keys as the file writes them (fast_optimization: short_budget and full_budget)."""
@@ -38,6 +89,7 @@ class ClaimSpec:
         d.pop("key")
         if self.key == "fast_optimization":
             d["full_budget"] = d.pop("budget")
+            d.pop("headroom")
         else:
             for k in ("short_budget", "margin", "target"):
                 d.pop(k)
@@ -100,3 +152,4 @@ class BenchmarkSpec:
     claims: dict[str, ClaimSpec]
     ablation: AblationSpec | None
     max_concurrent: int | None = None  # [resources] max_concurrent: at most this many trials at once
+    design: DesignSpec | None = None  # [design]: present exactly when the grid has claims

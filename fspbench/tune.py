@@ -25,7 +25,7 @@ from typing import Any
 from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
 from fspbench.errors import BadInput
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
-from fspbench.grid import Benchmark, GridRun, portable_path, run_labels
+from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
 from fspbench.io import atomic_write_json
 from fspbench.lock import ResultsLock
@@ -220,7 +220,13 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     check_writable(paths.root)
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
-        return _run_locked(bench, paths, lock, address, verbose, autoscaling)
+        if bench.design is None:
+            return _run_locked(bench, paths, lock, address, verbose, autoscaling)
+        from fspbench.looks import run_looks  # the analysis: only for grids with claims
+
+        _print_looks(bench, paths, address, autoscaling)
+        return run_looks(bench, lambda b: _run_locked(b, paths, lock, address, verbose, autoscaling),
+                         paths, lambda b: _look_estimate(b, paths, address, autoscaling))
 
 
 def check_writable(root: Path) -> None:
@@ -280,7 +286,7 @@ def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
 
 
 def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool,
-          autoscaling: bool = False) -> Plan:
+          autoscaling: bool = False, notices: bool = True) -> Plan:
     """Pending runs, the trials' hardware, bf16 groups it cannot run, and the calibrated estimate.
 
     ``connected``: Ray is up (a real run); the live nodes then give the slots, and on a cluster
@@ -291,14 +297,14 @@ def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connect
     nodes = live_nodes() if connected else this_machine()
     where = f"the cluster at {address}" if connected else "this machine (the local Ray)"
     notice = check_request(nodes, _request(bench), where, autoscaling)
-    if notice:  # an autoscaling cluster: said once; the calibration task and the trials wait for the node
+    if notice and notices:  # an autoscaling cluster: said once; the calibration task and the trials wait for the node
         print(notice, flush=True)
     device = _trial_device(bench)
     threads = max(1, int(bench.resources["cpu"]))
     hw = _remote(bench, lambda: detect(device)) if connected and address else detect(device)
     skipped = [r for r in pending if r.config.precision == "bf16" and not r.config.force_bf16 and not hw.native_bf16]
     pending = [r for r in pending if r not in skipped]
-    for group in dict.fromkeys(r.group for r in skipped):
+    for group in dict.fromkeys(r.group for r in skipped if notices):
         n = sum(r.group == group for r in skipped)
         print(f"[fspbench] group {group!r} skipped ({n} runs): bf16 asked for, but {hw.describe()} has no native "
               f"bf16 ({hw.bf16_source}); add force_bf16 = true to the group to run it anyway", flush=True)
@@ -348,9 +354,42 @@ def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: b
         for r in plan.pending:
             print(f"  {r.run_id:<{width}}  {r.group:<14} {est.run_s[r.run_id]:8.1f} s", flush=True)
     _print_estimate(bench, plan)
+    looks = _print_looks(bench, paths, address, autoscaling) if bench.design else []
     return {"name": bench.name, "dry_run": True, "pending": [r.run_id for r in plan.pending],
             "skipped": [r.run_id for r in plan.skipped], "hardware": plan.hardware.to_dict(),
-            "estimate": est.summary() if est else None}
+            "estimate": est.summary() if est else None, "looks": looks}
+
+
+def _look_estimate(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool,
+                   exclude: set[str] | None = None) -> tuple[int, float | None]:
+    """(runs left to train, estimated seconds) of a look's expansion, leaving out the runs in ``exclude``."""
+    import ray
+
+    pending = [r for r in _pending(bench, paths) if r.run_id not in (exclude or set())]
+    if not pending:
+        return 0, None
+    plan = _plan(bench, pending, address, connected=ray.is_initialized(), autoscaling=autoscaling, notices=False)
+    return len(plan.pending), plan.estimate.wall_s if plan.estimate else None
+
+
+def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool) -> list[dict[str, Any]]:
+    """The time to the first look and the worst case (every claim open to its last look), look by look."""
+    design = bench.design
+    assert design is not None and bench.spec is not None
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for look in range(1, design.looks + 1):
+        b = at_look(bench, {k: look * design.look_every for k in bench.spec.claims})
+        runs, secs = _look_estimate(b, paths, address, autoscaling, exclude=seen)
+        seen |= {r.run_id for r in b.runs}
+        rows.append({"look": look, "seeds_per_arm": look * design.look_every, "runs": runs,
+                     "estimated_s": round(secs, 1) if secs is not None else 0.0})
+    total = sum(r["estimated_s"] for r in rows)
+    per = "; ".join(f"look {r['look']}: {r['runs']} runs, {fmt_duration(r['estimated_s'])}" for r in rows)
+    print(f"[fspbench] time to the first look: {fmt_duration(rows[0]['estimated_s'])}; worst case, every claim open "
+          f"to its last look ({design.looks} looks, {design.max_seeds} seeds per arm): {fmt_duration(total)} "
+          f"({per})", flush=True)
+    return rows
 
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,

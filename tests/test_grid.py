@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fspbench.grid import Benchmark, available_benchmarks, load_benchmark, resolve_benchmark
+from fspbench.grid import Benchmark, at_look, available_benchmarks, load_benchmark, resolve_benchmark
 from fspbench.methods import METHODS
 
 PRESETS = ("smoke", "default", "full", "paper")
@@ -18,14 +18,25 @@ def raw_of(b: Benchmark) -> dict:
 
 
 def expected_counts(raw: dict) -> tuple[int, int]:
-    """Teachers: one run per seed. Students: methods x archs x seeds x budgets (budgets may be per method)."""
-    teachers = sum(len(t["seeds"]) for t in raw.get("teachers", {}).values())
-    students = 0
-    for g in raw["students"].values():
+    """At the first look: students = methods x archs x budgets x the first look's seeds (budgets may be per method);
+    one teacher per student seed that uses a teacher (a paired group's methods share seed i, and so teacher i).
+    Files without [design] list their seeds: one teacher run per listed seed."""
+    design = raw.get("design")
+    if design is None:
+        teachers = sum(len(t["seeds"]) for t in raw.get("teachers", {}).values())
+    students, teacher_seeds = 0, set()
+    for name, g in raw["students"].items():
         b = g["budgets"]
         per_arch_seed = sum(len(b[m]) for m in g["methods"]) if isinstance(b, dict) else len(g["methods"]) * len(b)
-        students += per_arch_seed * len(g["archs"]) * len(g["seeds"])
-    return teachers, students
+        n = design["look_every"] if design else len(g["seeds"])
+        students += per_arch_seed * len(g["archs"]) * n
+        if design and g.get("teacher"):
+            paired = {c.get("seeding", design["seeding"]) for c in raw.get("claims", {}).values()
+                      if c["group"] == name} or {design["seeding"]}
+            users = [m for m in g["methods"] if m != "scratch"]
+            streams = ["paired"] if paired == {"paired"} else [f"{name}/{m}" for m in users]
+            teacher_seeds |= {(g["teacher"], s, i) for s in streams for i in range(n)}
+    return (len(teacher_seeds) if design else teachers), students
 
 
 @pytest.fixture(scope="module", params=PRESETS)
@@ -45,20 +56,40 @@ def test_preset_counts(preset: Benchmark) -> None:
     assert preset.runs == [*preset.teachers, *preset.students]
     assert preset.name == preset.path.stem
     assert set(preset.claims) == {"fast_optimization", "better_accuracy", "cross_task_transfer"}
+    assert preset.design is not None and preset.design.max_seeds % preset.design.look_every == 0
 
 
 def test_preset_counts_by_hand() -> None:
-    """The arithmetic spelled out once, so a preset edit that changes the grid is noticed."""
+    """The arithmetic of the first look spelled out once, so a preset edit that changes the grid is noticed."""
     counts = {n: (len(b.teachers), len(b.students)) for n in PRESETS for b in [load_benchmark(n, "/tmp/r")]}
-    # main: (fsp 3 + scratch 5 + kd 1 + fitnet 1 budgets) x 2 seeds; cross: (1 + 3) x 2; bf16: 2 methods x 2 seeds;
-    # the ablation arm: 2 seeds
-    assert counts["smoke"] == (2 + 2, 10 * 2 + 4 * 2 + 2 * 2 + 2)
-    # main: (fsp 3 + scratch 5 + kd 1 + fitnet 1) x 5 seeds; cross: (fsp 1 + scratch 3) x 5
-    assert counts["default"] == counts["full"] == (2 + 2, 10 * 5 + 4 * 5)
-    assert counts["paper"] == (3 + 1 + 1, (1 + 2) * 3 + 4 * 3 + 3 * 3 + 2 * 3)
+    # smoke, 2 seeds: main (fsp 4 + scratch 5 + kd 1 + fitnet 1 budgets), cross (2 + 3), bf16 (1 + 1), the
+    # ablation arm (1); teachers: one per paired seed (main, bf16 and the arm share them) + one per cross FSP seed
+    assert counts["smoke"] == (2 + 2, (11 + 5 + 2 + 1) * 2)
+    look1 = {n: load_benchmark(n, "/tmp/r").design.look_every for n in PRESETS}
+    k = look1["default"]
+    assert counts["default"] == (2 * k, (11 + 5) * k)  # main and cross as in smoke, paired
+    # full, 10 seeds: fast (fsp 3 + scratch 2, independent: its own teachers), main (fsp 4 + scratch 5 + kd + fitnet,
+    # a ResNet-20 teacher per paired seed), cross (2 + 3, paired)
+    k = look1["full"]
+    assert counts["full"] == (3 * k, (5 + 11 + 5) * k)
+    # paper, 3 seeds: c10_fast (3 + 3), c10_minimize (2 + 2 + 1 + 1), c100 (3), cub (2 + 2); a teacher per paired
+    # seed of each teacher table (c10_fast and c10_minimize share theirs: different claims, one teacher per student)
+    k = look1["paper"]
+    assert counts["paper"] == (3 * k, (6 + 6 + 3 + 4) * k)
     ablation = load_benchmark("ablation", "/tmp/r")
     # the reference group: fsp 1 + scratch 2 budgets; 7 arms of fsp; 5 seeds each
     assert (len(ablation.teachers), len(ablation.students)) == (2, (3 + 7) * 5)
+
+
+def test_worst_case_adds_only_the_deciding_arms(tmp_path: Path) -> None:
+    b = load_benchmark("default", tmp_path)
+    d = b.design
+    last = at_look(b, {c: d.max_seeds for c in b.claims})
+    new = [r for r in last.students if r.run_id not in {x.run_id for x in b.students}]
+    arms = {(r.group, r.config.method, r.config.steps) for r in new}
+    assert arms == {(c.group, m, s) for c in b.claims.values() for m, s in c.deciding_arms()}
+    assert all(r.seed_index >= d.look_every for r in new)
+    assert len(last.teachers) == 2 * d.max_seeds  # one per FSP student seed, main and cross
 
 
 def test_ablation_preset_changes_one_fsp_choice_per_arm() -> None:
@@ -106,13 +137,17 @@ def test_claims_reference_the_grid(preset: Benchmark) -> None:
         runs = [s for s in preset.students if s.group == claim["group"] and s.config.arch == claim["arch"]]
         methods = {s.config.method for s in runs}
         assert {"fsp", "scratch"} <= methods
-        for key in ("budget", "short_budget"):
-            if key in claim:
-                for m in ("fsp", "scratch"):
-                    assert any(s.config.method == m and s.config.steps == claim[key] for s in runs)
+        f = claim.get("budget", claim.get("full_budget"))
+        for m in ("fsp", "scratch"):  # the deciding budget and the regime check's 2F
+            for steps in (f, 2 * f):
+                assert any(s.config.method == m and s.config.steps == steps for s in runs), (m, steps)
     fast = preset.claims["fast_optimization"].to_dict()
-    assert set(fast) == {"group", "arch", "short_budget", "full_budget", "margin", "target", "converged_gain"}
+    assert set(fast) == {"group", "arch", "short_budget", "full_budget", "margin", "target", "seeding", "look_every",
+                         "max_seeds", "alpha", "smallest_effect"}
     assert fast["short_budget"] < fast["full_budget"] and 0 < fast["target"] <= 1
+    # the paper's Table 1: the teacher is the students' own network
+    fast_run = next(s for s in preset.students if s.group == fast["group"] and s.teacher_run_id)
+    assert next(t for t in preset.teachers if t.run_id == fast_run.teacher_run_id).config.arch == fast["arch"]
     cross = preset.claims["cross_task_transfer"].to_dict()
     student = next(s for s in preset.students if s.group == cross["group"] and s.teacher_run_id)
     teacher = next(t for t in preset.teachers if t.run_id == student.teacher_run_id)
@@ -120,14 +155,18 @@ def test_claims_reference_the_grid(preset: Benchmark) -> None:
     assert (tc.task, tc.classes) != (sc.task, sc.classes) or tc.weights
     if preset.name != "paper":
         assert set(tc.classes) == {0, 1, 2, 3, 4} and set(sc.classes) == {5, 6, 7, 8, 9}
+    # one teacher per student seed: every FSP student of a claim's deciding arm has its own
+    for c in preset.claims.values():
+        (m, b), _ = c.deciding_arms()
+        fsp = [s for s in preset.students if (s.group, s.config.method, s.config.steps) == (c.group, m, b)]
+        assert len({s.teacher_run_id for s in fsp}) == len(fsp) == preset.design.look_every
 
 
 @pytest.mark.parametrize("name", ["default", "full", "smoke"])
 def test_design_of_the_presets(name: str) -> None:
-    """Each claim at the full budget F with its regime check, FSP's stage 1 and short stage 2 at F/3, the
-    compute-matched controls, the budget sweep, and two teacher seeds with the students split evenly."""
+    """Each claim at the full budget F with its regime checks (scratch and FSP at 2F), FSP's stage 1 and short
+    stage 2 at F/3, the compute-matched controls and the budget sweep beside better_accuracy."""
     b = load_benchmark(name, "/tmp/r")
-    seeds = 2 if name == "smoke" else 5
     keys = ("fast_optimization", "better_accuracy", "cross_task_transfer")
     fast, better, cross = (b.claims[k].to_dict() for k in keys)
     full = fast["full_budget"]
@@ -140,28 +179,13 @@ def test_design_of_the_presets(name: str) -> None:
                 for s in runs if s.config.method == "fsp"}
         assert len(init) == 1 and 3 * init.pop() == pytest.approx(f, abs=1)  # stage 1 = F/3
         assert {f, 2 * f, f + round(f / 3)} <= budgets["scratch"]  # full, regime check, total steps matched
-        assert f in budgets["fsp"]
-        for m in budgets:  # every arm has its seeds
-            for steps in budgets[m]:
-                assert len({s.config.seed for s in runs if (s.config.method, s.config.steps) == (m, steps)}) \
-                    >= (min(3, seeds) if steps == 2 * f else seeds), (m, steps)
-        teachers = {s.teacher_run_id for s in runs if s.teacher_run_id}
-        assert len(teachers) == 2  # two teacher seeds, students split evenly
-        fsp_full = [s for s in runs if s.config.method == "fsp" and s.config.steps == f]
-        split = [sum(s.teacher_run_id == t for s in fsp_full) for t in sorted(teachers)]
-        assert max(split) - min(split) <= 1
+        assert {f, 2 * f} <= budgets["fsp"]
     main = [s for s in b.students if s.group == better["group"]]
     assert {s.config.method for s in main} == {"fsp", "fitnet", "kd", "scratch"}
     sweep = {s.config.steps for s in main if s.config.method == "fsp"} & {s.config.steps for s in main
                                                                         if s.config.method == "scratch"}
     assert {round(full / 9), round(full / 3), full} <= sweep
-    t_id = next(s.teacher_run_id for s in main if s.teacher_run_id)
-    t_arch = next(t for t in b.teachers if t.run_id == t_id).config.arch
-    assert _depth(t_arch) > _depth(better["arch"])  # a smaller student
-
-
-def _depth(arch: str) -> int:
-    return int(arch.removeprefix("resnet"))
+    assert b.claims["better_accuracy"].headroom == 2.0 or name == "smoke"
 
 
 def test_paper_settings() -> None:
@@ -178,12 +202,44 @@ def test_paper_settings() -> None:
     assert c100 and all(not r.config.augment and r.config.width == 4 for r in c100)
     cub = [s for s in b.students if s.config.task == "cub200" and s.config.method == "fsp"]
     assert cub and all(s.config.fsp.adapter == "conv1x1" and s.config.arch == "resnet20" for s in cub)
-    assert all(len({s.config.seed for s in b.students if s.group == g}) >= 3 for g in {s.group for s in b.students})
+    assert b.design.look_every == 3 and b.design.max_seeds == 9
+    assert all(len({s.config.seed for s in b.students if s.group == g}) == 3 for g in {s.group for s in b.students})
 
 
 # ---- malformed files -----------------------------------------------------------------------------
 
 BASE = """
+name = "tiny"
+[defaults]
+task = "fashion-mnist"
+eval_every = 10
+[resources]
+cpu = 1
+gpu = 0.0
+[design]
+seeding = "independent"
+look_every = 2
+max_seeds = 6
+[teachers.t8]
+arch = "resnet8"
+steps = 40
+[students.g]
+teacher = "t8"
+methods = ["fsp", "scratch"]
+archs = ["resnet8"]
+budgets = [20, 60, 120]
+init_steps = 20
+[claims.fast_optimization]
+group = "g"
+short_budget = 20
+full_budget = 60
+[claims.better_accuracy]
+group = "g"
+budget = 60
+"""
+
+# a grid whose tables list their seeds (no [design], so no claims)
+SEEDED = """
 name = "tiny"
 [defaults]
 task = "fashion-mnist"
@@ -202,13 +258,6 @@ archs = ["resnet8"]
 seeds = [0, 1]
 budgets = [20, 60]
 init_steps = 20
-[claims.fast_optimization]
-group = "g"
-short_budget = 20
-full_budget = 60
-[claims.better_accuracy]
-group = "g"
-budget = 60
 """
 
 
@@ -216,23 +265,57 @@ def test_base_file_is_valid(tmp_path: Path) -> None:
     f = tmp_path / "tiny.toml"
     f.write_text(BASE)
     b = load_benchmark(str(f), tmp_path / "results")
-    assert (len(b.teachers), len(b.students)) == (1, 8)
-    assert b.claims["fast_optimization"].to_dict() == {
-        "group": "g", "arch": "resnet8", "short_budget": 20, "full_budget": 60, "margin": 0.5, "target": 0.99,
-        "converged_gain": 1.0}
-    assert b.claims["better_accuracy"].to_dict() == {"group": "g", "arch": "resnet8", "budget": 60,
-                                                     "converged_gain": 1.0}
+    # the first look: 2 methods x 3 budgets x 2 seeds, and a teacher for each FSP student seed
+    assert (len(b.teachers), len(b.students)) == (2, 12)
+    common = {"arch": "resnet8", "seeding": "independent", "look_every": 2, "max_seeds": 6, "alpha": 0.025,
+              "smallest_effect": 0.5}
+    assert b.claims["fast_optimization"].to_dict() == {"group": "g", "short_budget": 20, "full_budget": 60,
+                                                       "margin": 0.5, "target": 0.99, **common}
+    assert b.claims["better_accuracy"].to_dict() == {"group": "g", "budget": 60, "headroom": 2.0, **common}
     assert b.text == BASE and b.path == f.resolve()
+    seeded = tmp_path / "seeded.toml"
+    seeded.write_text(SEEDED)
+    assert [len(r) for r in (load_benchmark(str(seeded), tmp_path).teachers,
+                             load_benchmark(str(seeded), tmp_path).students)] == [1, 8]
+
+
+def test_design_seeds_independent_and_paired(tmp_path: Path) -> None:
+    """Independent: each method its own block of seeds and its own teachers; paired: seed i in every arm and one
+    teacher i. Either way one teacher per student seed, budgets of one method share their seeds, and the seed
+    index says the order in which the looks add them."""
+    f = tmp_path / "tiny.toml"
+    f.write_text(BASE)
+    b = load_benchmark(str(f), tmp_path)
+    arms = {(r.config.method, r.config.steps) for r in b.students}
+    seeds = {arm: sorted(r.config.seed for r in b.students if (r.config.method, r.config.steps) == arm)
+             for arm in arms}
+    assert seeds[("fsp", 60)] == seeds[("fsp", 120)] == [1000, 1001]
+    assert seeds[("scratch", 60)] == [2000, 2001]
+    assert sorted(t.config.seed for t in b.teachers) == [101000, 101001]
+    later = at_look(b, {"fast_optimization": 4, "better_accuracy": 2})
+    grown = {arm: sum(1 for r in later.students if (r.config.method, r.config.steps) == arm) for arm in arms}
+    assert grown == {("fsp", 20): 4, ("scratch", 60): 4, ("fsp", 60): 2, ("fsp", 120): 2, ("scratch", 20): 2,
+                     ("scratch", 120): 2}
+    assert {r.run_id for r in b.runs} <= {r.run_id for r in later.runs}  # earlier looks' runs are reused
+    assert sorted(s.seed_index for s in later.students if (s.config.method, s.config.steps) == ("fsp", 20)) == \
+        [0, 1, 2, 3]
+    f.write_text(BASE.replace('seeding = "independent"', 'seeding = "paired"'))
+    p = load_benchmark(str(f), tmp_path)
+    assert {s.config.seed for s in p.students} == {0, 1}
+    assert sorted(t.config.seed for t in p.teachers) == [100000, 100001]
+    fsp = [s for s in p.students if s.config.method == "fsp"]
+    assert all(s.teacher_run_id == next(t.run_id for t in p.teachers if t.config.seed == 100000 + s.config.seed)
+               for s in fsp)
 
 
 def test_per_method_budgets_and_group_overrides(tmp_path: Path) -> None:
     f = tmp_path / "tiny.toml"
-    text = BASE.replace("budgets = [20, 60]", 'budgets = { fsp = [20], scratch = [20, 60] }\nfsp = { pool = "avg" }')
-    text = text.replace("\nbudget = 60", "\nbudget = 20")
+    text = BASE.replace("budgets = [20, 60, 120]", 'budgets = { fsp = [20, 60, 120], scratch = [20, 60, 120, 80] }'
+                        '\nfsp = { pool = "avg" }')
     f.write_text(text.replace("[defaults]", '[defaults]\nfsp = { distance = "mse_mean" }'))
     b = load_benchmark(str(f), tmp_path)
-    assert sorted((s.config.method, s.config.steps) for s in b.students if s.config.seed == 0) == [
-        ("fsp", 20), ("scratch", 20), ("scratch", 60)]
+    assert sorted(s.config.steps for s in b.students if s.seed_index == 0 and s.config.method == "scratch") == [
+        20, 60, 80, 120]
     fsp = next(s for s in b.students if s.config.method == "fsp").config.fsp
     assert (fsp.pool, fsp.distance) == ("avg", "mse_mean")  # nested tables merge over [defaults]
 
@@ -248,6 +331,13 @@ def _add(section: str, line: str):
     return _sub(f"[{section}]\n", f"[{section}]\n{line}\n")
 
 
+def _seeded(edit):
+    """An edit of SEEDED instead of BASE."""
+    def on_seeded(_: str) -> str:
+        return edit(SEEDED)
+    return on_seeded
+
+
 MALFORMED = [
     # (id, edit of BASE, substrings the one-line message must contain)
     ("unknown-top-key", lambda t: "teachrs = 1\n" + t, ["unknown key teachrs", "did you mean teachers"]),
@@ -257,39 +347,60 @@ MALFORMED = [
      ["unknown key students.g.fsp.poool", "did you mean pool"]),
     ("unknown-claim-key", _add("claims.fast_optimization", "margn = 1"), ["claims.fast_optimization.margn"]),
     ("unknown-claim", lambda t: t + '\n[claims.faster]\ngroup = "g"\n', ["claims.faster"]),
+    ("unknown-design-key", _add("design", "looks = 3"), ["unknown key design.looks", "look_every"]),
+    ("design-seeding-missing", _sub('seeding = "independent"\n', ""), ["design.seeding", "paired", "independent"]),
+    ("design-seeding-unknown", _sub('seeding = "independent"', 'seeding = "blocked"'), ["design.seeding", "blocked"]),
+    ("design-max-not-multiple", _sub("max_seeds = 6", "max_seeds = 5"), ["design.max_seeds", "multiple of look_every"]),
+    ("design-look-every-one", _sub("look_every = 2", "look_every = 1"), ["design.look_every", ">= 2"]),
+    ("design-alpha", _add("design", "alpha = 0.7"), ["design.alpha", "(0, 0.5)"]),
+    ("design-effect", _add("design", "smallest_effect = 0"), ["design.smallest_effect", "> 0"]),
+    ("claims-without-design", lambda t: t.replace(t[t.index("[design]"):t.index("[teachers")], ""),
+     ["design", "the claims need a [design] table"]),
+    ("design-seeds-in-group", _add("students.g", "seeds = [0, 1]"), ["students.g.seeds", "set by [design]"]),
+    ("design-teacher-seeds", _add("students.g", "teacher_seeds = [0]"), ["students.g.teacher_seeds", "[design]"]),
+    ("design-seeds-in-teacher", _add("teachers.t8", "seeds = [0]"), ["teachers.t8.seeds", "one teacher per student"]),
+    ("claim-seeding-unknown", _add("claims.better_accuracy", 'seeding = "both"'), ["claims.better_accuracy.seeding"]),
+    ("claims-of-one-group-disagree", _add("claims.better_accuracy", 'seeding = "paired"'),
+     ["claims.better_accuracy.seeding", "share its seeding"]),
+    ("claim-without-regime-arms", _sub("budgets = [20, 60, 120]", "budgets = [20, 60]"),
+     ["claims.fast_optimization.group", "twice the full budget", "120"]),
+    ("fast-teacher-of-another-network", _sub('arch = "resnet8"\nsteps = 40', 'arch = "resnet14"\nsteps = 40'),
+     ["claims.fast_optimization.group", "Table 1", "resnet14"]),
+    ("claim-headroom-negative", _add("claims.better_accuracy", "headroom = -1"), ["claims.better_accuracy.headroom"]),
+    ("claim-margin-zero", _add("claims.fast_optimization", "margin = 0"), ["claims.fast_optimization.margin", "> 0"]),
     ("ablation-unknown-reference", lambda t: t + '\n[ablation]\nreference = "h"\nbudget = 60\n',
      ["ablation.reference", "not a student group"]),
     ("ablation-no-arm", lambda t: t + '\n[ablation]\nreference = "g"\nbudget = 60\n', ["ablation.arms"]),
     ("ablation-unknown-key", lambda t: t + '\n[ablation]\nreference = "g"\nbudget = 60\nequivalenc = 1\n',
      ["unknown key ablation.equivalenc", "did you mean equivalence"]),
-    ("teacher-seeds-unknown", _add("students.g", "teacher_seeds = [0, 7]"), ["students.g.teacher_seeds", "[0]"]),
+    ("teacher-seeds-unknown", _seeded(_add("students.g", "teacher_seeds = [0, 7]")),
+     ["students.g.teacher_seeds", "[0]"]),
     ("method-settings-not-a-method", _add("students.g", "method_settings = { kd = { init_lr = 0.1 } }"),
      ["students.g.method_settings.kd", "not one of this group's methods"]),
-    ("converged-gain-negative", _add("claims.fast_optimization", "converged_gain = -1"),
-     ["claims.fast_optimization.converged_gain", "> 0"]),
     ("wrong-type-group", _add("students.g", 'lr = "fast"'), ["students.g.lr", "expected a number"]),
     ("wrong-type-defaults", _sub("eval_every = 10", 'eval_every = "10"'), ["defaults.eval_every", "integer"]),
-    ("wrong-type-teacher", _add("teachers.t14", "augment = 1"), ["teachers.t14.augment", "true or false"]),
-    ("zero-budget", _sub("budgets = [20, 60]", "budgets = [0, 60]"), ["students.g.budgets", "integers > 0"]),
-    ("negative-budget", _sub("budgets = [20, 60]", "budgets = [-20]"), ["students.g.budgets"]),
-    ("float-budget", _sub("budgets = [20, 60]", "budgets = [20.5]"), ["students.g.budgets"]),
-    ("zero-teacher-steps", _sub("steps = 40", "steps = 0"), ["teachers.t14.steps", "> 0"]),
+    ("wrong-type-teacher", _add("teachers.t8", "augment = 1"), ["teachers.t8.augment", "true or false"]),
+    ("zero-budget", _sub("budgets = [20, 60, 120]", "budgets = [0, 60]"), ["students.g.budgets", "integers > 0"]),
+    ("negative-budget", _sub("budgets = [20, 60, 120]", "budgets = [-20]"), ["students.g.budgets"]),
+    ("float-budget", _sub("budgets = [20, 60, 120]", "budgets = [20.5]"), ["students.g.budgets"]),
+    ("zero-teacher-steps", _sub("steps = 40", "steps = 0"), ["teachers.t8.steps", "> 0"]),
     ("unknown-arch", _sub('archs = ["resnet8"]', 'archs = ["resnet9"]'), ["students.g.archs", "resnet9"]),
-    ("unknown-teacher-arch", _sub('arch = "resnet14"', 'arch = "vgg16"'), ["teachers.t14.arch", "vgg16"]),
+    ("unknown-teacher-arch", _sub('arch = "resnet8"\nsteps', 'arch = "vgg16"\nsteps'), ["teachers.t8.arch", "vgg16"]),
     ("unknown-method", _sub('"fsp", "scratch"]', '"fspp", "scratch"]'),
      ["students.g.methods", "fspp", "did you mean fsp"]),
     ("unknown-task", _sub('task = "fashion-mnist"', 'task = "mnist"'), ["defaults.task", "mnist"]),
-    ("missing-teacher", _sub('teacher = "t14"', 'teacher = "t99"'),
-     ['students.g.teacher', '"t99" is not a declared teacher (declared: t14)']),
-    ("no-teacher-for-fsp", _sub('teacher = "t14"\n', ""), ["students.g.teacher", "need a teacher"]),
-    ("bad-teacher-seed", _add("students.g", "teacher_seed = 3"), ["students.g.teacher_seed", "[0]"]),
-    ("missing-seeds", _sub("seeds = [0, 1]\n", ""), ["students.g.seeds", "non-empty list of distinct integers >= 0"]),
-    ("empty-seeds", _sub("seeds = [0]", "seeds = []"), ["teachers.t14.seeds", "non-empty list"]),
-    ("negative-seed", _sub("seeds = [0, 1]", "seeds = [0, -1]"), ["students.g.seeds"]),
-    ("duplicate-seeds", _sub("seeds = [0, 1]", "seeds = [1, 1]"), ["students.g.seeds", "distinct"]),
+    ("missing-teacher", _sub('teacher = "t8"', 'teacher = "t99"'),
+     ['students.g.teacher', '"t99" is not a declared teacher (declared: t8)']),
+    ("no-teacher-for-fsp", _sub('teacher = "t8"\n', ""), ["students.g.teacher", "need a teacher"]),
+    ("bad-teacher-seed", _seeded(_add("students.g", "teacher_seed = 3")), ["students.g.teacher_seed", "[0]"]),
+    ("missing-seeds", _seeded(_sub("seeds = [0, 1]\n", "")),
+     ["students.g.seeds", "non-empty list of distinct integers >= 0"]),
+    ("empty-seeds", _seeded(_sub("seeds = [0]", "seeds = []")), ["teachers.t14.seeds", "non-empty list"]),
+    ("negative-seed", _seeded(_sub("seeds = [0, 1]", "seeds = [0, -1]")), ["students.g.seeds"]),
+    ("duplicate-seeds", _seeded(_sub("seeds = [0, 1]", "seeds = [1, 1]")), ["students.g.seeds", "distinct"]),
     ("grid-set-key", _add("students.g", 'arch = "resnet8"'),
      ["students.g.arch", "set by the grid", "use archs = [...]"]),
-    ("grid-set-method-in-teacher", _add("teachers.t14", 'method = "fsp"'), ["teachers.t14.method"]),
+    ("grid-set-method-in-teacher", _add("teachers.t8", 'method = "fsp"'), ["teachers.t8.method"]),
     ("invalid-toml", _sub("[students.g]", "[students.g"), ["invalid TOML"]),
     ("claim-missing-group", _sub('group = "g"\nbudget', 'group = "h"\nbudget'),
      ["claims.better_accuracy.group", '"h"']),
@@ -297,16 +408,17 @@ MALFORMED = [
     ("claim-short-not-shorter", _sub("short_budget = 20", "short_budget = 60"), ["claims.fast_optimization"]),
     ("claim-bad-arch", _add("claims.better_accuracy", 'arch = "resnet20"'), ["claims.better_accuracy.arch"]),
     ("claim-group-lacks-scratch", _sub('"fsp", "scratch"]', '"fsp", "kd"]'), ["claims.fast_optimization.group"]),
-    ("cross-task-same-task", lambda t: t + '\n[claims.cross_task_transfer]\ngroup = "g"\n',
+    ("cross-task-same-task", lambda t: t + '\n[claims.cross_task_transfer]\ngroup = "g"\nbudget = 60\n',
      ["claims.cross_task_transfer.group", "another task"]),
-    ("duplicate-runs", lambda t: t + "\n" + t[t.index("[students.g]"):t.index("[claims")].replace(
-        "[students.g]", "[students.g2]"), ["students.g2", "students.g", "duplicates"]),
-    ("duplicate-teachers", _sub("[students.g]", '[teachers.t2]\narch = "resnet14"\nseeds = [0]\nsteps = 40\n'
-                                "[students.g]"), ["teachers.t2", "teachers.t14", "duplicates"]),
+    ("duplicate-runs", _seeded(lambda t: t + "\n" + t[t.index("[students.g]"):].replace(
+        "[students.g]", "[students.g2]")), ["students.g2", "students.g", "duplicates"]),
+    ("duplicate-teachers", _seeded(_sub("[students.g]", '[teachers.t2]\narch = "resnet14"\nseeds = [0]\n'
+                                                        'steps = 40\n[students.g]')),
+     ["teachers.t2", "teachers.t14", "duplicates"]),
     ("zero-cpu", _sub("cpu = 1", "cpu = 0"), ["resources.cpu", "> 0"]),
     ("negative-gpu", _sub("gpu = 0.0", "gpu = -1"), ["resources.gpu", ">= 0"]),
     ("class-out-of-range", _add("students.g", "classes = [3, 12]"), ["students.g.classes", "0..9"]),
-    ("budgets-table-missing-method", _sub("budgets = [20, 60]", "budgets = { fsp = [20] }"),
+    ("budgets-table-missing-method", _sub("budgets = [20, 60, 120]", "budgets = { fsp = [20] }"),
      ["students.g.budgets", "scratch"]),
     ("width-mismatch", _add("students.g", "width = 2"), ["students.g.fsp.adapter", "conv1x1"]),
     ("no-students", lambda t: t[: t.index("[students.g]")], ["students", "at least one"]),
@@ -347,15 +459,16 @@ def test_calibrated_seconds_order_deeper_longer_and_distilled_runs_first(tmp_pat
     """Runs start longest-first: their calibrated seconds grow with steps, depth and a teacher's forward passes."""
     from fspbench.estimate import estimate_grid
 
-    bench = load_benchmark("default", tmp_path)
+    bench = load_benchmark("full", tmp_path)
     cost = estimate_grid(bench, bench.runs, 2, 1).run_s
 
-    by = {(r.group, r.config.method, r.config.steps, r.config.seed): r.run_id for r in bench.runs}
-    t14, t14_04 = by[("t14", "scratch", 420, 0)], by[("t14_04", "scratch", 210, 0)]
-    short, long_ = by[("main", "scratch", 140, 0)], by[("main", "scratch", 420, 0)]
-    fsp, scratch = by[("main", "fsp", 420, 0)], by[("main", "scratch", 420, 0)]
-    assert cost[t14] > cost[t14_04]  # longer
-    assert cost[t14] > cost[long_]  # deeper
+    by = {(r.group, r.config.method, r.config.steps, r.seed_index): r.run_id for r in bench.runs}
+    t20, t8 = by[("t20", "scratch", 12600, 0)], by[("t8", "scratch", 12600, 0)]
+    t8_04 = by[("t8_04", "scratch", 6300, 0)]
+    short, long_ = by[("main", "scratch", 4200, 0)], by[("main", "scratch", 12600, 0)]
+    fsp, scratch = by[("main", "fsp", 12600, 0)], by[("main", "scratch", 12600, 0)]
+    assert cost[t8] > cost[t8_04]  # longer
+    assert cost[t20] > cost[t8]  # deeper
     # 3x the steps, less than 3x the seconds: the final evaluation of the full test set and the start are fixed
     assert 2 * cost[short] < cost[long_] < 3 * cost[short]
     assert cost[fsp] > cost[scratch]  # a stage 1 with the teacher's forward passes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def test_smoke_benchmark_end_to_end_then_resume_trains_nothing(ray_cluster, smok
     assert second.returncode == 0, second.stderr[-3000:]
     assert "0 to train" in second.stdout
     assert second_s < first_s / 4, (first_s, second_s)
+    # the rerun goes through the same looks and reaches the same decisions, having trained nothing
+    decisions = [[ln for ln in out.splitlines() if re.match(r"\[fspbench\] look \d+: ", ln)]
+                 for out in (smoke_run["stdout"], second.stdout)]
+    assert decisions[0] and decisions[0] == decisions[1]
+    assert any(ln.startswith("[fspbench] look 2: ") for ln in decisions[0])  # the smoke reaches its second look
     again = pd.read_parquet(results / "runs.parquet")
     pd.testing.assert_frame_equal(again, df)
 

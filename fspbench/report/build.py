@@ -15,9 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from fspbench import analysis, stats
+from fspbench import analysis, comparisons
+from fspbench.ablation import ablation_json, ablation_of
 from fspbench.errors import BadInput
-from fspbench.grid import Benchmark, benchmark_from_text, run_labels
+from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
 from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
 from fspbench.results import read_record
@@ -46,6 +47,8 @@ def load_results(results_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Bench
         raise BadInput(f"{grid_path}: unreadable or without benchmark_text; {hint}")
     bench = benchmark_from_text(grid["benchmark_text"], Path(grid.get("benchmark_file") or "benchmark.toml"),
                                 results_dir)
+    if bench.design is not None and isinstance(grid.get("seeds"), dict):  # the looks the results hold
+        bench = at_look(bench, {k: int(v) for k, v in grid["seeds"].items() if k in bench.claims})
     return df, grid, bench
 
 
@@ -56,7 +59,7 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
     df, grid, bench = load_results(results_dir)
-    df = analysis.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
+    df = comparisons.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
     a = analysis.analyze(df, bench.claims)
     records = [rec for r in bench.runs if (rec := read_record(results_dir / "runs" / f"{r.run_id}.json"))]
     try:
@@ -75,7 +78,8 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     tbl: dict[str, pd.DataFrame] = {
         "verdicts": tables.verdict_panel(a),
         "tests": tables.all_tests(a),
-        "teachers": tables.teacher_table(a),
+        "looks": tables.look_table(summaries.look_rows(a)),
+        "teacher_gains": tables.teacher_gain_table(summaries.gain_rows(a)),
         "stage1": summaries.stage1_table(df, a.runs),
         "groups": tables.group_table(summary),
         **{f"effects_{c.key}": tables.effect_table(a, c.key) for c in a.claims},
@@ -84,10 +88,11 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     }
     if ablation is not None:
         tbl["fsp_ablation"] = ablation
-    abl = analysis.ablation(df, bench.ablation)
+    paired = bool(bench.spec and bench.ablation and group_seeding(bench.spec).get(bench.ablation.reference))
+    abl = ablation_of(df, bench.ablation, paired=paired)
     if abl is not None:
         atomic_write_bytes(out_dir / "ablation.json",
-                           (json.dumps(analysis.ablation_json(abl), indent=2, sort_keys=True) + "\n").encode())
+                           (json.dumps(ablation_json(abl), indent=2, sort_keys=True) + "\n").encode())
         tbl["ablation"] = tables.ablation_table(abl, configs)
     precision = tables.precision_effect(configs, a.runs)
     if not precision.empty:
@@ -124,25 +129,41 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
 
 
 def _short_regime(c: analysis.Claim) -> str:
-    """"26.9 epochs per run, doubling gain -0.26 [-0.77, +0.24]: converged" for the command's output."""
+    """"13.4 epochs per run, doubling gains -0.26 (scratch) and +0.10 (FSP): converged; headroom +4.1 [+3.0, +5.2]"."""
     reg = c.regime
     if reg is None:
         return "no regime: the claim did not run"
     if reg.gain is None:
         return f"{reg.epochs:.1f} epochs per run, regime not checked"
-    g = reg.gain
-    state = "converged" if reg.converged else "not converged"
-    return f"{reg.epochs:.1f} epochs per run, doubling gain {g.estimate:+.2f} [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}]: {state}"
+    gains = " and ".join(f"{g.estimate:+.2f} [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}] ({who})"
+                         for who, g in (("scratch", reg.gain), ("FSP", reg.fsp_gain)) if g is not None)
+    state = {True: "converged", False: "not converged", None: "not checked"}[reg.converged]
+    text = f"{reg.epochs:.1f} epochs per run, doubling gains {gains}: {state}"
+    h = reg.headroom
+    if reg.headroom_threshold and h is not None:
+        text += f"; teachers ahead by {h.estimate:+.2f} [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}]"
+    return text
+
+
+def _where(c: analysis.Claim) -> str:
+    """"look 2 of 3, 10 seeds per arm, paired" for a claim that ran."""
+    if not c.looks:
+        return ""
+    lk = c.looks[-1]
+    return f"look {lk.look} of {c.max_looks}, {lk.n} seeds per arm, {c.seeding}"
 
 
 def _notes(c: analysis.Claim) -> str:
-    """The line under a claim's forest-plot panel: its verdict, why, and its regime in short."""
-    reg = c.regime
-    head = f"{c.verdict}: {c.reason}"
-    if reg is None or reg.gain is None:
-        return head
-    return (f"{head}\n{reg.epochs:.1f} epochs per full-budget run; doubling gain {reg.gain.estimate:+.2f} "
-            f"[{reg.gain.ci[0]:+.2f}, {reg.gain.ci[1]:+.2f}]")
+    """The line under a claim's forest-plot panel: its verdict, where it stopped, and its regime in short."""
+    where = f" ({_where(c)})" if c.looks else ""
+    return f"{c.verdict}{where}: {c.reason}\n{_short_regime(c)}"
+
+
+def _boundaries(c: analysis.Claim) -> list[float]:
+    s = c.spec
+    if s is None:
+        return [0.0]
+    return [0.0, -s.margin] if c.key == "fast_optimization" else [0.0, s.smallest_effect]
 
 
 def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_dir: Path) -> dict[str, str]:
@@ -156,9 +177,14 @@ def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_
     ran = [c for c in a.claims if c.tests]
     rows = summaries.forest_rows(a)
     if not rows.empty:
-        bounds = {c.key: [0.0] + ([-c.tests[0].extra.get("margin", 0.5)] if c.key == "fast_optimization" else [])
-                  for c in ran}
+        bounds = {c.key: _boundaries(c) for c in ran}
         save(figures.forest_plot(rows, bounds, {c.key: _notes(c) for c in ran}, TITLES), "forest")
+    looks = summaries.look_rows(a)
+    if not looks.empty:
+        save(figures.look_paths(looks, {c.key: _boundaries(c) for c in ran}, TITLES), "looks")
+    gains = summaries.gain_rows(a)
+    if not gains.empty:
+        save(figures.teacher_gains(gains, TITLES), "teacher_gains")
     sweep = summaries.sweep_rows(a)
     if not sweep.empty and sweep["fraction"].nunique() > 1:
         save(figures.budget_sweep(sweep, TITLES), "budget_sweep")
@@ -214,31 +240,43 @@ def _test_rows(claim: analysis.Claim) -> pd.DataFrame:
     rows = []
     for t in claim.tests:
         unit = " (FSP / scratch)" if t.metric.endswith("_ratio") else " (points)"
+        kind = "repeated 95%" if t.role == "decides" else "95%"
+        how = "log Welch" if t.metric.endswith("_ratio") else ("paired" if t.seeding == "paired" else "Welch")
         rows.append({"test": t.name, "role": t.role, "metric": t.metric + unit, "estimate": t.estimate,
-                     "95% CI": f"[{render.cell_text(t.ci[0])}, {render.cell_text(t.ci[1])}]", "n": t.n,
-                     "p": t.p_value, "failures": t.failures, "sides and compute": t.budget})
+                     "interval": f"{kind}, {how}", "CI": f"[{render.cell_text(t.ci[0])}, {render.cell_text(t.ci[1])}]",
+                     "n": t.n_per_side if not t.metric.endswith("_ratio") else t.n, "p": t.p_value,
+                     "failures": t.failures, "sides and compute": t.budget})
     return pd.DataFrame(rows)
 
 
+def _look_table(c: analysis.Claim) -> pd.DataFrame:
+    return pd.DataFrame([{"look": f"{lk.look} of {c.max_looks}", "seeds per arm": lk.n,
+                          "estimate": lk.estimate, "repeated 95% CI": f"[{lk.low:+.2f}, {lk.high:+.2f}]",
+                          "z boundary": f"{lk.z:.3f}", "t critical": f"{lk.critical:.3f}",
+                          "error spent (per side)": f"{lk.error_spent:.5f}",
+                          "decision": lk.decision + (f" ({lk.gate})" if lk.gate else "")} for lk in c.looks])
+
+
 def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.DataFrame]) -> list[render.Block]:
-    b: list[render.Block] = [
-        ("h", 2, TITLES[c.key]),
-        ("p", f"**Verdict: {c.verdict}** ({c.reason}). Rule: {c.rule}. Interval: {stats.METHOD}, 95%."),
+    b: list[render.Block] = [("h", 2, TITLES[c.key])]
+    if not c.looks:
+        return [*b, ("p", f"**Verdict: {c.verdict}** ({c.reason}).")]
+    b += [
+        ("p", f"**Verdict: {c.verdict}**, {_where(c)}: {c.reason}. Rule: {c.rule}."),
+        ("p", f"**Design:** {c.design}. The interval: {comparisons.INTERVALS[c.seeding]}, repeated (its coverage "
+              "holds over all looks at once)."),
         ("p", f"**Regime:** {summaries.regime_text(c)}."),
         ("p", c.summary + "."),
+        ("table", _look_table(c)),
     ]
-    if c.verdict == "inconclusive" or c.test_verdict == "inconclusive":
-        if c.seeds_needed is not None:
-            b.append(("p", f"Power: at the observed spread, about **{c.seeds_needed} seeds per arm** would make the "
-                           "interval's half-width smaller than the distance from the estimate to the decision "
-                           "boundary."))
-        elif c.test_verdict == "inconclusive":
-            b.append(("p", "Power: the estimate sits on the decision boundary (or its spread is unknown); no number "
-                           "of seeds would settle it at this effect size."))
-    if c.test_verdict and c.test_verdict != c.verdict:
-        b.append(("p", f"The interval alone would read **{c.test_verdict}**; the regime check overrides it."))
+    seeds = f"{c.power_n} seeds per arm" if c.power_n is not None else "more than 2,000 seeds per arm"
+    b.append(("p", f"Power: a fixed design would need **{seeds} for {analysis.POWER:.0%} power** at a true distance "
+                   f"of {c.power_effect:g} points from the decision boundary (noncentral t, one-sided "
+                   f"{c.spec.alpha if c.spec else 0.025:g}, at the observed spread of the last look)."))
     if c.by_margin:
-        b.append(("table", pd.DataFrame([{"margin (points)": f"{m:g}", "verdict of the interval": v}
+        b.append(("p", "The same repeated interval read at other margins (descriptive: only the declared margin "
+                       "decides):"))
+        b.append(("table", pd.DataFrame([{"margin (points)": f"{m:g}", "reading of the interval": v}
                                          for m, v in c.by_margin.items()])))
     if c.tests:
         b.append(("table", _test_rows(c)))
@@ -248,8 +286,9 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
             b.append(("p", f"Steps to the target {100 * t.extra['target_acc']:.2f}% (on the curve points' test images, "
                            f"the same images as the target): reached by {t.extra['treatment_reached']} of "
                            f"{len(t.treatment_runs)} FSP runs and {t.extra['control_reached']} of "
-                           f"{len(t.control_runs)} scratch runs. Ratios are of geometric means, FSP / scratch, "
-                           "with Welch's interval on the logarithms."))
+                           f"{len(t.control_runs)} scratch runs (the first look's seeds), the step where each "
+                           "curve crosses the target interpolated linearly between its two curve points. Ratios are "
+                           "of geometric means, FSP / scratch, with Welch's interval on the logarithms."))
     effects = tbl.get(f"effects_{c.key}")
     if effects is not None and not effects.empty:
         b += [("p", "The effect beside published ones (differences in points; levels from other data sets are "
@@ -265,27 +304,34 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
     return b
 
 
-def _ablation_blocks(bench: Benchmark, table: pd.DataFrame, figs: dict[str, str]) -> list[render.Block]:
+def _ablation_blocks(bench: Benchmark, table: pd.DataFrame, figs: dict[str, str],
+                     seeding: str) -> list[render.Block]:
     spec = bench.ablation
     ref, eq = (spec.reference, spec.equivalence) if spec else ("", 0.5)
+    how = "paired" if seeding == "paired" else "Welch"
+    shared = ("The arms share their seeds and teachers with the reference (a paired design: pairs of one seed "
+              "index)." if seeding == "paired" else
+              "Caution: where the arms' tables list the same seeds and teachers, arm and reference share initial "
+              "weights, batch order and teachers, so Welch's interval, which assumes independent arms, is only "
+              "approximate here; a [design] grid pairs them on purpose.")
     moved = table[table["changes final accuracy"] == "yes"]["arm"].tolist()
     same = table[table["changes final accuracy"] == "no"]["arm"].tolist()
     b: list[render.Block] = [
         ("h", 2, "Ablation: do FSP implementation choices matter?"),
         ("p", f"Each arm changes the FSP loss of the `{ref}` group's students (everything else equal: teacher, "
               f"seeds, stage lengths, learning rates) and is set against them and against scratch. Changes final "
-              f"accuracy: **yes** when the 95% Welch interval of arm minus {ref} excludes 0, **no** when it lies "
+              f"accuracy: **yes** when the 95% {how} interval of arm minus {ref} excludes 0, **no** when it lies "
               f"within +-{eq:g} points, else **inconclusive**. Moved final accuracy beyond noise: "
               f"{', '.join(moved) or 'none'}; shown not to move it by {eq:g} points or more: "
               f"{', '.join(same) or 'none'}. "
               "stage1_loss_*: the stage-1 loss at its first and last evaluation point, mean over seeds (FSP values "
               "grow with activation scale, so the distances differ by orders of magnitude at the same learning "
-              "rate)."),
+              f"rate). {shared}"),
         ("table", table),
     ]
     if "ablation" in figs:
         b.append(("figure", figs["ablation"], "Ablation: each arm minus the reference style (top) and minus scratch "
-                                              "(bottom), final test accuracy in points, 95% Welch intervals"))
+                                              f"(bottom), final test accuracy in points, 95% {how} intervals"))
     return b
 
 
@@ -306,19 +352,26 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
         ("p", f"Benchmark `{grid.get('benchmark_file', '')}`" + (f": {description}" if description else "")
          + f". {n_runs} runs ({(a.runs['role'] == 'teacher').sum()} teachers). Paper: Yim et al., "
          "\"A Gift from Knowledge Distillation\", CVPR 2017. Accuracies are in percent, differences in "
-         "percentage points; final accuracy is the last evaluation of a run, on the full test set. Every interval "
-         f"is {stats.METHOD} at 95%, which holds its coverage at five seeds per arm (tests/test_stats.py)."),
+         "percentage points; final accuracy is the last evaluation of a run, on the full test set. Each interval "
+         "is as its comparison's seeding demands: Welch's t for arms that draw their own seeds, the paired t for "
+         "arms that share seed i on purpose; a claim's deciding interval is the repeated (group-sequential) one of "
+         "the look where it stopped (tests/test_sequential.py simulates its error and coverage)."),
         ("h", 2, "Verdicts"),
         ("table", tbl["verdicts"].drop(columns=["rule"])),
-        ("list", [f"**{c.key}: {c.verdict}** ({c.reason}). Regime: {summaries.regime_text(c)}. {c.summary}. "
-                  f"Rule: {c.rule}." for c in a.claims]),
+        ("list", [f"**{c.key}: {c.verdict}**" + (f", {_where(c)}" if c.looks else "") + f" ({c.reason})."
+                  + (f" Regime: {summaries.regime_text(c)}. {c.summary}. Rule: {c.rule}." if c.looks else "")
+                  for c in a.claims]),
     ]
+    if "looks" in figs:
+        b.append(("figure", figs["looks"], "Each claim's estimate and repeated 95% interval at every look, by seeds "
+                                           "per arm; the claim stopped at the last look drawn"))
     if "forest" in figs:
         b.append(("figure", figs["forest"],
-                  "Every test with its 95% Welch interval, per claim: black diamond, the deciding test; grey square, "
-                  "the regime check (scratch at 2x minus scratch at 1x the full budget); blue, compute-matched and "
-                  "baseline controls; orange, each teacher's students; green, the budget sweep. Solid line: 0; "
-                  "dashed red: -margin of the non-inferiority test"))
+                  "Every test with its 95% interval (each label says paired or Welch), per claim: black diamond, the "
+                  "deciding test (its repeated interval at the look where the claim stopped); grey square, the "
+                  "regime checks (scratch and FSP at 2x minus 1x the full budget, paired; the teachers' headroom); "
+                  "blue, compute-matched and baseline controls; green, the budget sweep. Solid line: 0; dashed red: "
+                  "the smallest effect of interest, or -margin of the non-inferiority test"))
     if "budget_sweep" in figs:
         b.append(("figure", figs["budget_sweep"],
                   "Where on the budget axis the effect lives: FSP minus scratch at matched main-task budgets"))
@@ -330,9 +383,21 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
           ("list", [f"`{r.run_id}`: {r.status}" for r in bad.itertuples()])]
     for c in a.claims:
         b += _claim_blocks(c, figs, tbl)
-    b += [("h", 2, "Teachers"),
-          ("p", "Each teacher's final accuracy and its own FSP students against all scratch students of the claim: "
-                "the spread between teachers."), ("table", tbl["teachers"]),
+    return b + _other_blocks(bench, grid, tbl, figs)
+
+
+def _other_blocks(bench: Benchmark, grid: dict[str, Any], tbl: dict[str, pd.DataFrame],
+                  figs: dict[str, str]) -> list[render.Block]:
+    """What follows the claims: teachers, stage 1, arms, ablation, FSP settings, precision, environment, files."""
+    b: list[render.Block] = [("h", 2, "Teachers"),
+                             ("p", "Every FSP student of a deciding test has its own teacher (one teacher per "
+                                   "student seed), so the spread between teachers is inside the spread the "
+                                   "interval sees. Each student's gain over scratch against its teacher's final "
+                                   "accuracy:"), ("table", tbl["teacher_gains"])]
+    if "teacher_gains" in figs:
+        b.append(("figure", figs["teacher_gains"], "Each FSP student's gain over scratch against its own teacher's "
+                                                   "final accuracy"))
+    b += [
           ("h", 2, "Stage 1 of the two-stage methods"),
           ("p", "Stage-1 loss (FSP or FitNet's hint) at the first and last evaluation point, mean over seeds; a stage "
                 "1 that converges ends flat (small change over its last third). The curves are in each claim's "
@@ -342,7 +407,9 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
         b.append(("figure", figs["final_accuracy"], "Final test accuracy: every seed, and the mean with its 95% t "
                                                     "interval; one panel per task, compared arms side by side"))
     if "ablation" in tbl:
-        b += _ablation_blocks(bench, tbl["ablation"], figs)
+        seeding = "paired" if bench.spec and bench.ablation and group_seeding(bench.spec).get(
+            bench.ablation.reference) else "independent"
+        b += _ablation_blocks(bench, tbl["ablation"], figs, seeding)
     b += [("h", 2, "FSP settings"), ("table", tbl["fsp_settings"])]
     if "fsp_ablation" in tbl:
         b += [("p", "The grid varies the FSP settings: final accuracy per setting."), ("table", tbl["fsp_ablation"])]
@@ -351,7 +418,8 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
     if "precision" in tbl:
         b += [("p", "Runs trained under bf16 autocast (precision = \"bf16\", opt-in) beside the fp32 runs of the "
                     "same settings and seeds. diff: bf16 minus fp32 mean final accuracy in points, with its 95% "
-                    "Welch interval; speedup: fp32 training seconds over bf16."),
+                    "interval (paired when the twins share their seeds, else Welch); speedup: fp32 training "
+                    "seconds over bf16."),
               ("table", tbl["precision"])]
     if "precision_not_run" in tbl:
         reason = (grid.get("skipped") or {}).get("reason", "")

@@ -81,7 +81,7 @@ def forest_plot(rows: pd.DataFrame, boundaries: dict[str, list[float]], notes: d
     fig = Figure(figsize=(10, 1.2 + 0.38 * sum(heights) + 0.9 * len(claims)), layout="constrained")
     axes = fig.subplots(len(claims), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
     markers = {"decides": ("D", "black"), "regime": ("s", "#7f7f7f"), "control": ("o", "#1f77b4"),
-               "teacher": ("^", "#ff7f0e"), "sweep": ("v", "#2ca02c")}
+               "sweep": ("v", "#2ca02c")}
     for ax, claim in zip(axes, claims):
         sel = rows[rows["claim"] == claim].reset_index(drop=True)
         ys = list(range(len(sel)))[::-1]
@@ -95,7 +95,7 @@ def forest_plot(rows: pd.DataFrame, boundaries: dict[str, list[float]], notes: d
         ax.set_yticks(ys, [f"{r.label} [{r.role}]" if show_roles else r.label for r in sel.itertuples()], fontsize=8)
         ax.set_title(f"{titles[claim]}\n{notes.get(claim, '')}", fontsize=8.5, loc="left")
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlabel("difference in final test accuracy (points), 95% Welch interval")
+    axes[-1].set_xlabel("difference in final test accuracy (points), 95% interval (the deciding test's: repeated)")
     return fig
 
 
@@ -113,7 +113,7 @@ def budget_sweep(rows: pd.DataFrame, titles: dict[str, str]) -> Figure:
     fracs = sorted(set(rows["fraction"]))
     ax.set_xticks(fracs, [f"{f:.2g}" for f in fracs])
     ax.set_xlabel("main-task budget, fraction of the full budget (both sides matched)")
-    ax.set_ylabel("FSP minus scratch (points), 95% Welch interval")
+    ax.set_ylabel("FSP minus scratch (points), 95% interval")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -174,6 +174,54 @@ def steps_to_target(per_run: pd.DataFrame, target: float, title: str) -> Figure:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"{title}: to reach {target:.2f}% (filled: reached; hollow: never, shown at its last evaluation)",
                  fontsize=10)
+    return fig
+
+
+def look_paths(rows: pd.DataFrame, boundaries: dict[str, list[float]], titles: dict[str, str]) -> Figure:
+    """Each claim's path across its looks: the estimate and its repeated 95% interval at n seeds per arm.
+
+    ``rows``: summaries.look_rows (claim, look, n, estimate, low, high, decision); ``boundaries``: claim ->
+    the decision lines (0 and the smallest effect of interest, or -margin).
+    """
+    claims = [c for c in titles if c in set(rows["claim"])]
+    fig = Figure(figsize=(4.2 * max(1, len(claims)), 3.8), layout="constrained")
+    axes = fig.subplots(1, max(1, len(claims)), squeeze=False)[0]
+    for ax, claim in zip(axes, claims):
+        sel = rows[rows["claim"] == claim].sort_values("look")
+        for r in sel.itertuples():
+            color = {"supported": "#2ca02c", "contradicted": "#d62728"}.get(r.decision, "black")
+            if r.low == r.low:
+                ax.plot([r.n, r.n], [r.low, r.high], color=color, linewidth=2)
+            ax.plot([r.n], [r.estimate], marker="D", color=color)
+            ax.annotate(r.decision, (r.n, r.high), textcoords="offset points", xytext=(4, 2), fontsize=7)
+        ax.plot(sel["n"], sel["estimate"], color="black", linewidth=0.8, alpha=0.6)
+        for x in boundaries.get(claim, [0.0]):
+            ax.axhline(x, color="black" if x == 0 else "#d62728", linestyle="-" if x == 0 else "--", linewidth=1)
+        ax.set_xticks(sorted(set(sel["n"])))
+        ax.set_xlabel("seeds per arm at the look")
+        ax.set_title(titles[claim], fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("FSP minus scratch (points), repeated 95% interval")
+    fig.suptitle("Each claim across its looks (green: supported, red: contradicted, black: open); dashed: the "
+                 "smallest effect of interest or -margin", fontsize=9)
+    return fig
+
+
+def teacher_gains(rows: pd.DataFrame, titles: dict[str, str]) -> Figure:
+    """Each FSP student's gain over scratch against its own teacher's final accuracy, one panel per claim."""
+    claims = [c for c in titles if c in set(rows["claim"])]
+    fig = Figure(figsize=(4.2 * max(1, len(claims)), 3.6), layout="constrained")
+    axes = fig.subplots(1, max(1, len(claims)), squeeze=False)[0]
+    for ax, claim in zip(axes, claims):
+        sel = rows[rows["claim"] == claim]
+        ax.scatter(sel["teacher_acc"], sel["gain"], color=COLORS["fsp"], s=18)
+        ax.axhline(0, color="black", linewidth=1)
+        ax.set_xlabel("its teacher's final test accuracy (%)")
+        against = sel["against"].iloc[0] if not sel.empty else ""
+        ax.set_title(f"{titles[claim]}\n(gain against {against})", fontsize=9, loc="left")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("FSP student minus scratch (points)")
+    fig.suptitle("Every FSP student has its own teacher: its gain against its teacher's accuracy", fontsize=9)
     return fig
 
 

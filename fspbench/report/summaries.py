@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from fspbench import stats
-from fspbench.analysis import Ablation, Analysis, Claim, steps_label, steps_to_target
+from fspbench.ablation import Ablation
+from fspbench.analysis import Analysis, Claim, steps_label, steps_to_target
 
 
 def band(rows: pd.DataFrame, x: str, value: str, label: str, lower: float | None = None,
@@ -125,7 +126,7 @@ def compared_runs(claim: Claim, runs: pd.DataFrame) -> dict[str, tuple[str, ...]
     by_id = runs.set_index("run_id")
     sides: dict[str, tuple[str, ...]] = {}
     for t in claim.tests:
-        if t.metric not in ("final_acc_diff", "doubling_gain") or t.role in ("teacher", "sweep"):
+        if t.metric not in ("final_acc_diff", "doubling_gain") or t.role == "sweep":
             continue
         for ids in (t.treatment_runs, t.control_runs):
             if ids:
@@ -134,17 +135,21 @@ def compared_runs(claim: Claim, runs: pd.DataFrame) -> dict[str, tuple[str, ...]
 
 
 def forest_rows(analysis: Analysis) -> pd.DataFrame:
-    """Every accuracy test of every claim as a forest-plot row: claim, label, role, estimate, low, high."""
+    """Every accuracy test of every claim as a forest-plot row: claim, label, role, estimate, low, high.
+
+    The deciding test's interval is the repeated one of the look where the claim stopped; every label
+    says how its interval pairs the runs ("paired" or "Welch").
+    """
     rows = []
     for c in analysis.claims:
         seen: set[str] = set()
         for t in c.tests:
-            if t.metric not in ("final_acc_diff", "doubling_gain"):
+            if t.metric not in ("final_acc_diff", "doubling_gain", "headroom"):
                 continue
-            label = comparison_label(t.name, t.budget)
-            if t.role == "teacher":
-                who = t.name.split("_")[1]  # "teacher1"
-                label = f"{label.replace('fsp', f'fsp of {who}', 1)} ({who}: {t.extra['teacher_acc']:.1f}%)"
+            label = comparison_label(t.name, t.budget) if t.metric != "headroom" else "teachers vs scratch"
+            label += " (paired)" if t.seeding == "paired" else " (Welch)"
+            if t.role == "decides" and c.looks:
+                label += f", look {c.looks[-1].look}"
             if label in seen:  # a sweep point that is also a control: drawn once
                 continue
             seen.add(label)
@@ -171,6 +176,24 @@ def sweep_rows(analysis: Analysis) -> pd.DataFrame:
                 rows.append({"claim": c.key, "fraction": float(frac), "budget": round(frac * c.regime.full_budget),
                              "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n})
     return pd.DataFrame(rows, columns=["claim", "fraction", "budget", "estimate", "low", "high", "n"])
+
+
+def look_rows(analysis: Analysis) -> pd.DataFrame:
+    """Each claim's path across its looks: claim, look, n per arm, estimate, repeated interval, decision."""
+    rows = [{"claim": c.key, "look": lk.look, "n": lk.n, "estimate": lk.estimate, "low": lk.low, "high": lk.high,
+             "critical": lk.critical, "alpha_spent": lk.alpha_spent, "decision": lk.decision, "gate": lk.gate}
+            for c in analysis.claims for lk in c.looks]
+    return pd.DataFrame(rows, columns=["claim", "look", "n", "estimate", "low", "high", "critical", "alpha_spent",
+                                       "decision", "gate"])
+
+
+def gain_rows(analysis: Analysis) -> pd.DataFrame:
+    """Each FSP student of a deciding test: its teacher's final accuracy and its gain over scratch (points)."""
+    rows = [{"claim": c.key, "run_id": g.run_id, "teacher_run_id": g.teacher_run_id, "teacher_acc": g.teacher_acc,
+             "student_acc": g.student_acc, "gain": g.gain, "against": "its paired scratch run" if c.seeding == "paired"
+             else "the scratch arm's mean"} for c in analysis.claims for g in c.gains]
+    return pd.DataFrame(rows, columns=["claim", "run_id", "teacher_run_id", "teacher_acc", "student_acc", "gain",
+                                       "against"])
 
 
 def regime_text(claim: Claim) -> str:

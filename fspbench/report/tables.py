@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from fspbench.analysis import Ablation, Analysis, compare_accuracy
+from fspbench.ablation import Ablation
+from fspbench.analysis import Analysis
+from fspbench.comparisons import INTERVALS, compare_accuracy
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_bytes
 
@@ -24,49 +26,56 @@ FSP_FIELDS = ("style", "pairs", "pool", "distance", "weights", "adapter")
 # ---------------------------------------------------------------- (a), (b): verdicts and tests
 
 
+def _yes(v: bool | None) -> str:
+    return {True: "yes", False: "no", None: "not checked"}[v]
+
+
 def verdict_panel(analysis: Analysis) -> pd.DataFrame:
-    """One row per claim: verdict and why, the deciding test's estimate and interval, and its regime."""
+    """One row per claim: verdict and why, where it stopped, its repeated interval, seeding and regime."""
     rows = []
     for c in analysis.claims:
         t = next((t for t in c.tests if t.role == "decides"), None)
         reg = c.regime
-        g = reg.gain if reg else None
+        g, f, h = (reg.gain, reg.fsp_gain, reg.headroom) if reg else (None, None, None)
+        lk = c.looks[-1] if c.looks else None
         rows.append({"claim": c.key, "verdict": c.verdict, "reason": c.reason,
+                     "look": f"{lk.look} of {c.max_looks}" if lk else "", "n_per_arm": lk.n if lk else 0,
                      "estimate": t.estimate if t else math.nan, "ci_low": t.ci[0] if t else math.nan,
-                     "ci_high": t.ci[1] if t else math.nan, "n": t.n if t else 0,
+                     "ci_high": t.ci[1] if t else math.nan, "critical_value": lk.critical if lk else math.nan,
+                     "seeding": c.seeding, "interval": f"repeated 95%, {INTERVALS[c.seeding]}" if c.seeding else "",
                      "epochs_per_run": reg.epochs if reg else math.nan,
-                     "doubling_gain": g.estimate if g else math.nan, "doubling_ci_high": g.ci[1] if g else math.nan,
-                     "converged": {True: "yes", False: "no", None: "not checked"}[reg.converged] if reg else "",
-                     "seeds_per_arm_to_decide": c.seeds_needed if c.seeds_needed is not None else "",
-                     "interval": "Welch t 95%", "rule": c.rule})
+                     "doubling_gain_scratch": g.estimate if g else math.nan,
+                     "doubling_ci_high_scratch": g.ci[1] if g else math.nan,
+                     "doubling_gain_fsp": f.estimate if f else math.nan,
+                     "doubling_ci_high_fsp": f.ci[1] if f else math.nan,
+                     "converged": _yes(reg.converged) if reg else "",
+                     "headroom": h.estimate if h else math.nan, "headroom_ci_low": h.ci[0] if h else math.nan,
+                     "has_headroom": _yes(reg.has_headroom) if reg and reg.headroom_threshold else "",
+                     "seeds_per_arm_for_80pct_power": c.power_n if c.power_n is not None else "",
+                     "power_at_effect": c.power_effect, "rule": c.rule})
     return pd.DataFrame(rows)
 
 
 def all_tests(analysis: Analysis) -> pd.DataFrame:
-    """Every test of every claim, with how its two sides' compute is matched."""
+    """Every test of every claim, with its seeding and how its two sides' compute is matched."""
     rows = []
     for c in analysis.claims:
         for t in c.tests:
             rows.append({"claim": c.key, "test": t.name, "role": t.role, "metric": t.metric, "estimate": t.estimate,
-                         "ci_low": t.ci[0], "ci_high": t.ci[1], "n": t.n, "p_value": t.p_value,
-                         "failures": t.failures, "budget": t.budget})
+                         "ci_low": t.ci[0], "ci_high": t.ci[1], "n": t.n, "seeding": t.seeding,
+                         "p_value": t.p_value, "failures": t.failures, "budget": t.budget})
     return pd.DataFrame(rows, columns=["claim", "test", "role", "metric", "estimate", "ci_low", "ci_high", "n",
-                                       "p_value", "failures", "budget"])
+                                       "seeding", "p_value", "failures", "budget"])
 
 
-def teacher_table(analysis: Analysis) -> pd.DataFrame:
-    """Per claim and teacher: the teacher's final accuracy and its FSP students against all scratch students."""
-    rows = []
-    for c in analysis.claims:
-        for t in c.tests:
-            if t.role != "teacher":
-                continue
-            rows.append({"claim": c.key, "teacher_run_id": t.extra["teacher_run_id"],
-                         "teacher_acc": t.extra["teacher_acc"], "fsp_students": t.extra["n_treatment"],
-                         "fsp_mean": t.extra["treatment_mean"], "scratch_mean": t.extra["control_mean"],
-                         "diff": t.estimate, "ci_low": t.ci[0], "ci_high": t.ci[1]})
-    return pd.DataFrame(rows, columns=["claim", "teacher_run_id", "teacher_acc", "fsp_students", "fsp_mean",
-                                       "scratch_mean", "diff", "ci_low", "ci_high"])
+def look_table(looks: pd.DataFrame) -> pd.DataFrame:
+    """Every look of every claim (summaries.look_rows)."""
+    return looks.copy()
+
+
+def teacher_gain_table(gains: pd.DataFrame) -> pd.DataFrame:
+    """Every FSP student of a deciding test with its own teacher's accuracy (summaries.gain_rows)."""
+    return gains.copy()
 
 
 def group_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -174,7 +183,8 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
 
     Runs match when their configs agree in every key but seed, precision and the teacher's path
     (the teacher enters as its group). One row per matched set: final accuracy of each precision,
-    their difference in points with its 95% Welch interval, and the training-time speedup
+    their difference in points with its 95% interval (paired when the twins share their seeds, else Welch),
+    and the training-time speedup
     (mean fp32 seconds / mean bf16 seconds). Empty when the grid has no bf16 runs.
     """
     cols = ["group", "method", "arch", "budget", "n_fp32", "n_bf16", "fp32_mean", "bf16_mean", "diff", "ci_low",
@@ -200,10 +210,14 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
         fp32 = sel[(sel["key"] == bf16["key"].iloc[0]) & (sel["precision"] == "fp32")]
         if fp32.empty:
             continue
-        test = compare_accuracy("bf16_vs_fp32", bf16, fp32, "")
+        # twins that share their seeds (a paired [design] grid) are compared pair by pair
+        paired = bool((bf16["seed_index"] >= 0).all() and set(bf16["seed"]) == set(fp32["seed"]))
+        test = compare_accuracy("bf16_vs_fp32", bf16.sort_values("seed_index"), fp32.sort_values("seed_index"), "",
+                                paired=paired)
         first = bf16.iloc[0]
         rows.append({"group": first["group"], "method": first["method"], "arch": first["arch"],
-                     "budget": int(first["budget"]), "n_fp32": len(fp32), "n_bf16": len(bf16),
+                     "budget": int(first["budget"]), "n_fp32": test.extra["n_control"],
+                     "n_bf16": test.extra["n_treatment"],
                      "fp32_mean": test.extra["control_mean"], "bf16_mean": test.extra["treatment_mean"],
                      "diff": test.estimate, "ci_low": test.ci[0], "ci_high": test.ci[1],
                      "speedup": float(fp32["wall_time_s"].mean() / bf16["wall_time_s"].mean()),

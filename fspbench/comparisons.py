@@ -1,0 +1,324 @@
+"""Comparisons of run arms from a runs table: pure functions, a labelled runs table in, dataclasses out.
+
+Input: runs.parquet (one row per evaluation point) with the grid's labels: ``group`` (student group
+or teacher id), ``budget`` (main-task steps), ``init_steps`` (stage 1), ``seed_index`` (a run's index
+in its arm; -1 in grids whose tables list their seeds), ``train_images`` and ``curve_acc`` (accuracy
+on the curve points' fixed test images). Nothing here reads files, plots, or draws random numbers.
+
+Final accuracy of a run = test_acc at its last evaluation (the full test set). A diverged or failed
+run keeps its last accuracy, or 0 when it never reached an evaluation: it is counted in n as a
+failure, never dropped. Accuracy differences are in percentage points.
+
+Two intervals, chosen by how the grid seeded the two arms (docs/METHOD.md):
+- independent arms (each its own seeds): Welch's t interval (fspbench.stats);
+- paired arms (run i of one arm has the seed, and so the initial weights and batch order, of run i of
+  the other): the paired t interval of the differences, pairs matched by ``seed_index``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from fspbench import sequential, stats
+
+INTERVALS = {"independent": f"{stats.METHOD}", "paired": "paired t on the differences of runs of the same seed "
+                                                        "index (n - 1 df)"}
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison, recomputable from runs.parquet through its run ids and columns.
+
+    treatment_runs and control_runs are in seed-index order: in a paired test, position i of one
+    pairs with position i of the other.
+    """
+
+    name: str
+    metric: str  # final_acc_diff | doubling_gain | headroom (points) | *_to_target_ratio (FSP / scratch)
+    role: str  # decides | regime | control | sweep | to_target | ablation
+    estimate: float
+    ci: tuple[float, float]
+    n: int  # runs in the test, failures included
+    treatment_runs: tuple[str, ...]
+    control_runs: tuple[str, ...]
+    budget: str  # how the two sides' compute is matched, in words
+    p_value: float | None = None  # two-sided
+    failures: int = 0  # diverged or failed runs among both sides
+    extra: dict[str, Any] = field(default_factory=dict)
+    seeding: str = "independent"  # independent (Welch) | paired (paired t)
+
+    @property
+    def n_per_side(self) -> str:
+        """"5 pairs" or "5 + 5": the runs on each side, as the report writes them."""
+        a, b = self.extra.get("n_treatment"), self.extra.get("n_control")
+        return f"{a} pairs" if self.seeding == "paired" else f"{a} + {b}"
+
+
+# ---------------------------------------------------------------- per-run summaries
+
+
+def final_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its labels and its last evaluation (final_acc, total_steps, wall_time_s, status)."""
+    last = df.sort_values(["run_id", "step"], kind="stable").groupby("run_id", sort=True).tail(1)
+    out = last.rename(columns={"test_acc": "final_acc", "step": "total_steps"}).copy()
+    out["final_acc"] = out["final_acc"].fillna(0.0)  # failed before any evaluation: a failure at 0
+    if "curve_acc" in out:
+        out["final_curve_acc"] = out["curve_acc"].fillna(0.0)
+    if "init_steps" not in out:  # unlabelled table: read stage 1's length off the curve
+        init = df[df["stage"] == "init"].groupby("run_id")["stage_step"].max()
+        out["init_steps"] = out["run_id"].map(init).fillna(0).astype("int64")
+    if "seed_index" not in out:
+        out["seed_index"] = -1
+    return out.reset_index(drop=True)
+
+
+def label_runs(df: pd.DataFrame, labels: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Add the grid's labels (group, budget, init_steps, precision, seed_index) to a runs table that lacks them."""
+    out = df.copy()
+    for col, default in (("group", ""), ("budget", 0), ("init_steps", 0), ("precision", "fp32"), ("seed_index", -1)):
+        if col not in out:
+            out[col] = out["run_id"].map({k: v.get(col, default) for k, v in labels.items()}).fillna(default)
+    for col in ("budget", "init_steps", "seed_index"):
+        out[col] = out[col].astype("int64")
+    if "train_images" not in out:
+        out["train_images"] = 0
+    if "curve_acc" not in out:
+        out["curve_acc"] = out["test_acc"]
+    return out
+
+
+def steps_to_target(curve: pd.DataFrame, target: float, column: str = "curve_acc") -> dict[str, float]:
+    """Where one run's curve (sorted by step) first reaches ``target``, linearly interpolated.
+
+    Between the last point below the target and the first at or above it, the step (and stage step
+    and seconds) where the straight line between the two points crosses the target; the first point
+    itself when the curve starts above it, or when the two points lie in different stages. Returns
+    step (all stages), main_step (main-task stage only) and wall_time_s, each NaN when never reached.
+    """
+    col = column if column in curve else "test_acc"
+    acc = curve[col].to_numpy(float)
+    above = np.flatnonzero(acc >= target)
+    if not len(above):
+        return {"step": math.nan, "main_step": math.nan, "wall_time_s": math.nan}
+    k = int(above[0])
+    hit = curve.iloc[k]
+    main = float(hit["stage_step"]) if hit["stage"] == "main" else 0.0
+    out = {"step": float(hit["step"]), "main_step": main, "wall_time_s": float(hit["wall_time_s"])}
+    if k == 0 or curve.iloc[k - 1]["stage"] != hit["stage"]:
+        return out
+    prev = curve.iloc[k - 1]
+    w = (target - acc[k - 1]) / (acc[k] - acc[k - 1])  # in (0, 1]: the crossing between the two points
+    for key, name in (("step", "step"), ("main_step", "stage_step"), ("wall_time_s", "wall_time_s")):
+        if key == "main_step" and hit["stage"] != "main":
+            continue
+        out[key] = float(prev[name]) + w * (float(hit[name]) - float(prev[name]))
+    return out
+
+
+# ---------------------------------------------------------------- arms
+
+
+def select(runs: pd.DataFrame, group: str, method: str, arch: str | None, budget: int,
+           n: int | None = None) -> pd.DataFrame:
+    """Students of one arm in seed-index order; ``n``: only those of seed index below n."""
+    sel = runs[(runs["role"] == "student") & (runs["group"] == group) & (runs["method"] == method)
+               & (runs["budget"] == budget)]
+    if arch:
+        sel = sel[sel["arch"] == arch]
+    if n is not None:
+        sel = sel[sel["seed_index"] < n]
+    return sel.sort_values(["seed_index", "run_id"])
+
+
+def arm_label(method: str, init: int, main: int, unit: str = " steps") -> str:
+    """"fsp 200+600 steps" (stage 1 + main task) or "scratch 600 steps": the one way arms are named."""
+    return f"{method} {init}+{main}{unit}" if init else f"{method} {main}{unit}"
+
+
+def steps_label(sel: pd.DataFrame) -> str:
+    """arm_label of runs of one method and budget ("none" for no runs)."""
+    if sel.empty:
+        return "none"
+    return arm_label(str(sel["method"].iloc[0]), int(sel["init_steps"].max()), int(sel["budget"].iloc[0]))
+
+
+def matching(t: pd.DataFrame, c: pd.DataFrame) -> str:
+    """Both compute views of a comparison: main-task steps (as the paper counts) and total steps."""
+    tm, cm = int(t["budget"].iloc[0]), int(c["budget"].iloc[0])
+    tt, ct = tm + int(t["init_steps"].max()), cm + int(c["init_steps"].max())
+
+    def part(name: str, a: int, b: int) -> str:
+        return f"{name} {'matched' if a == b else 'not matched'} ({a} vs {b})"
+
+    return f"{steps_label(t)} vs {steps_label(c)}: {part('main-task steps', tm, cm)}; {part('total steps', tt, ct)}"
+
+
+def fails(*sides: pd.DataFrame) -> int:
+    return int(sum((s["status"] != "ok").sum() for s in sides))
+
+
+def pairs(treat: pd.DataFrame, ctrl: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The runs of both arms whose seed index both have, in seed-index order (a paired test's pairs)."""
+    common = sorted(set(treat["seed_index"]) & set(ctrl["seed_index"]))
+    return (treat.set_index("seed_index").loc[common].reset_index(),
+            ctrl.set_index("seed_index").loc[common].reset_index())
+
+
+def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget: str, role: str = "control",
+                     metric: str = "final_acc_diff", paired: bool = False) -> Test:
+    """100 x (mean final accuracy of treat - of ctrl) with its 95% interval and two-sided p.
+
+    paired: runs matched by seed index, the paired t interval of the differences (runs without a
+    partner are left out); else Welch's interval of two independent samples.
+    """
+    if paired:
+        treat, ctrl = pairs(treat, ctrl)
+    t = 100 * treat["final_acc"].to_numpy(float)
+    c = 100 * ctrl["final_acc"].to_numpy(float)
+    sd = {"treatment_sd": float(t.std(ddof=1)) if len(t) > 1 else math.nan,
+          "control_sd": float(c.std(ddof=1)) if len(c) > 1 else math.nan}
+    if paired:
+        est, low, high, df, _ = sequential.paired_interval(t, c)
+        p = float(sps.ttest_rel(t, c).pvalue) if len(t) > 1 and np.ptp(t - c) > 0 else None
+        sd["difference_sd"] = float((t - c).std(ddof=1)) if len(t) > 1 else math.nan
+    else:
+        iv = stats.welch_interval(t, c)
+        est, low, high, df, p = iv.estimate, iv.low, iv.high, iv.df, stats.welch_p(t, c)
+    return Test(name, metric, role, est, (low, high), len(t) + len(c), tuple(treat["run_id"]),
+                tuple(ctrl["run_id"]), budget, p, fails(treat, ctrl),
+                {"treatment_mean": float(t.mean()) if len(t) else math.nan,
+                 "control_mean": float(c.mean()) if len(c) else math.nan, "df": df,
+                 "n_treatment": len(t), "n_control": len(c), **sd},
+                "paired" if paired else "independent")
+
+
+# ---------------------------------------------------------------- the regime
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Where a claim was tested: how long its runs trained, whether doubling that still helps, and (for
+    better_accuracy) how far the teachers are ahead of the scratch students."""
+
+    arch: str
+    full_budget: int  # main-task steps
+    batch_size: int
+    train_images: int
+    threshold: float  # converged when each doubling gain's upper end is below this (points)
+    gain: Test | None  # scratch at 2F minus scratch at F; None: not run
+    fsp_gain: Test | None = None  # FSP with stage 2 at 2F minus at F (grids with [design])
+    headroom: Test | None = None  # teachers minus scratch students at F, at the look the claim stopped
+    headroom_threshold: float = 0.0  # the required lower end (points); 0: not checked
+    teacher_images: int = 0
+
+    @property
+    def epochs(self) -> float:
+        """Passes over the training set of one full-budget main-task stage."""
+        return self.full_budget * self.batch_size / self.train_images if self.train_images else math.nan
+
+    def _gains(self) -> list[Test | None]:
+        return [self.gain, self.fsp_gain] if self.fsp_gain is not None else [self.gain]
+
+    @property
+    def converged(self) -> bool | None:
+        """True / False by the doubling tests; None when the grid has no 2x arm to check it."""
+        gains = self._gains()
+        if any(g is None or math.isnan(g.ci[1]) for g in gains):
+            return None
+        return all(g is not None and g.ci[1] < self.threshold for g in gains)
+
+    @property
+    def has_headroom(self) -> bool | None:
+        h = self.headroom
+        if not self.headroom_threshold:
+            return True
+        if h is None or math.isnan(h.ci[0]):
+            return None
+        return h.ci[0] >= self.headroom_threshold
+
+    def describe(self) -> str:
+        head = (f"{self.arch}, {self.full_budget} main-task steps of {self.batch_size} on {self.train_images:,} "
+                f"training images = {self.epochs:.1f} epochs per full-budget run")
+        if self.gain is None:
+            return f"{head}; not checked (no scratch runs at 2x the full budget)"
+        parts = [head]
+        for label, g in (("scratch", self.gain), ("FSP (stage 2)", self.fsp_gain)):
+            if g is not None:
+                how = "paired" if g.seeding == "paired" else "Welch"
+                parts.append(f"doubling {label}'s budget gains {g.estimate:+.2f} points, 95% {how} CI "
+                             f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}] (n={g.n_per_side})")
+        state = {True: "converged", False: "not converged", None: "not checked"}[self.converged]
+        text = "; ".join(parts) + f": {state} (each upper end below {self.threshold:g})"
+        if self.headroom_threshold and self.headroom is not None:
+            h = self.headroom
+            ok = {True: "headroom", False: "no headroom", None: "headroom not checked"}[self.has_headroom]
+            text += (f"; teachers ({self.teacher_images:,} training images) minus scratch students "
+                     f"{h.estimate:+.2f} points, repeated CI [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}] "
+                     f"(n={h.extra.get('n_treatment')} + {h.extra.get('n_control')}): {ok} (lower end at least "
+                     f"{self.headroom_threshold:g})")
+        return text
+
+
+def regime(runs: pd.DataFrame, group: str, arch: str | None, full: int, threshold: float,
+           paired: bool = False, n: int | None = None, fsp: bool = False) -> Regime:
+    """The regime of a group at its full budget: epochs per run and the gains from doubling the budget.
+
+    paired: the 2F runs share their seeds with the F runs (a [design] grid), so the gain is the paired
+    interval; ``n``: only seed indices below n (the first look); fsp: FSP's stage 2 is checked too.
+    """
+    one = select(runs, group, "scratch", arch, full, n)
+    ref = one if not one.empty else runs[runs["group"] == group]
+    batch = int(round(ref["images_seen"].max() / max(ref["total_steps"].max(), 1))) if not ref.empty else 0
+    images = int(ref["train_images"].max()) if (not ref.empty and "train_images" in ref) else 0
+
+    def gain(method: str) -> Test | None:
+        a, b = select(runs, group, method, arch, 2 * full, n), select(runs, group, method, arch, full, n)
+        if a.empty or b.empty:
+            return None
+        name = "doubling_gain" if method == "scratch" else f"doubling_gain_{method}"
+        return compare_accuracy(name, a, b, matching(a, b), role="regime", metric="doubling_gain", paired=paired)
+
+    return Regime(str(ref["arch"].iloc[0]) if not ref.empty else (arch or ""), full, batch, images, threshold,
+                  gain("scratch"), gain("fsp") if fsp else None)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def num(x: float | None) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), 6)
+
+
+def test_json(t: Test) -> dict[str, Any]:
+    return {"name": t.name, "metric": t.metric, "role": t.role, "estimate": num(t.estimate),
+            "ci": [num(t.ci[0]), num(t.ci[1])], "n": t.n, "treatment_runs": list(t.treatment_runs),
+            "control_runs": list(t.control_runs), "budget": t.budget, "p_value": num(t.p_value),
+            "failures": t.failures, "seeding": t.seeding,
+            "extra": {k: (num(v) if isinstance(v, float) else v) for k, v in sorted(t.extra.items())}}
+
+
+def regime_json(reg: Regime | None) -> dict[str, Any] | None:
+    if reg is None:
+        return None
+    g, f, h = reg.gain, reg.fsp_gain, reg.headroom
+    out: dict[str, Any] = {
+        "arch": reg.arch, "full_budget": reg.full_budget, "batch_size": reg.batch_size,
+        "train_images": reg.train_images, "epochs_per_run": num(reg.epochs), "converged": reg.converged,
+        "threshold": reg.threshold, "doubling_gain": num(g.estimate) if g else None,
+        "doubling_gain_ci": [num(g.ci[0]), num(g.ci[1])] if g else None, "description": reg.describe()}
+    if f is not None:
+        out |= {"doubling_gain_fsp": num(f.estimate), "doubling_gain_fsp_ci": [num(f.ci[0]), num(f.ci[1])],
+                "seeding": g.seeding if g else f.seeding}
+    if reg.headroom_threshold:
+        out |= {"headroom_threshold": reg.headroom_threshold, "has_headroom": reg.has_headroom,
+                "headroom": num(h.estimate) if h else None,
+                "headroom_ci": [num(h.ci[0]), num(h.ci[1])] if h else None, "teacher_images": reg.teacher_images}
+    return out
