@@ -1,16 +1,53 @@
 """How long a grid will take on this machine, before it starts.
 
+The estimate is of the wall time grid.json records (``wall_time_s``: from the grid's start, its own
+calibration included, to its last trial's end):
+
 1. **Calibration.** Every kind of training step the grid contains (a stage of a method for one
-   network, input shape, batch, precision and teacher) and every kind of evaluation is timed for a
-   few steps on synthetic data of the task's shape, at the trial's thread count, on the device the
-   trials use. Timings are cached per machine (``Hardware.key()``, threads, library versions) in
-   ``$FSPBENCH_CACHE_DIR`` or ``~/.cache/fspbench``, so a second grid calibrates only what is new.
-2. **A run's seconds** = sum over stages of steps x step time + its evaluation points x the time of
-   evaluating their images + a fixed cost per trial and per evaluation point (Tune's start, the state
-   and checkpoint written at each point; measured on the default preset: 0.65 s per trial).
-3. **The grid's wall time** = the end of a simulated schedule: ``slots`` trials at once, each
-   student once its teacher has ended, the ready run with the longest remaining chain first,
-   as schedule.TeacherFirst orders the real grid.
+   network, input shape, batch, precision and teacher) and every kind of evaluation is timed on
+   synthetic data of the task's shape, at the trial's thread count, on the device the trials use,
+   while ``alongside`` = (trials the grid runs at once on this machine) - 1 other processes run the
+   same kinds in turn, as the grid's other trials will (``_Alongside``). After WARMUP_STEPS untimed
+   calls of each, CALIBRATION_ROUNDS rounds each time one call of every kind in turn (a step, or one
+   test batch); a kind's time is its median over the rounds, so a slow spell of a shared machine falls
+   on every kind alike and a slow round does not count. Timings are cached per machine
+   (``Hardware.key()``, threads, ``alongside``, library versions) in ``$FSPBENCH_CACHE_DIR`` or
+   ``~/.cache/fspbench``, so a second grid calibrates only what is new.
+2. **A run's seconds** = (sum over stages of steps x step time + its evaluated images x the time per
+   image) x ``ray_slowdown`` (the CPU Ray's own processes take from the trials when every core is
+   booked) + TRIAL_OVERHEAD_S + POINT_OVERHEAD_S per evaluation point.
+3. **The schedule** = the end of a simulated run of the grid: ``slots`` trials at once, each student
+   once its teacher has ended, the ready run with the longest remaining chain first, as
+   schedule.TeacherFirst orders the real grid; a run that finds no idle trial actor (Tune reuses an
+   ended trial's) waits ACTOR_START_S for a new one.
+4. **The wall time** = ``startup_s`` + the schedule, where ``startup_s`` = the seconds the estimate
+   itself took (imports, calibration) + TUNE_START_S + TUNE_END_S, and once per invocation
+   PREPARE_S + RAY_START_S. A further Tune run in the same process (another look at the grid) pays
+   only its own: ``estimate_grid(..., include_ray_start=False)`` (the default leaves them out once
+   this process is connected to Ray), ``tune_run_startup_s()``.
+
+The constants were measured on a 2-core AMD EPYC (AVX2, no AVX-512), 1-CPU trials on 2 slots, with
+``fspbench run`` on a results folder instrumented with timestamps (Tune callbacks, ``Tuner.fit``,
+``ray.init``) and per-process CPU times, on 2026-12-02: a smoke grid (34 runs, 1-12 evaluation points)
+and an 18-run grid of 400-step ResNet-14 teachers and ResNet-8 students (20-21 points):
+
+- PREPARE_S: grid start to the estimate (torch's import): 3.2 and 3.0 s. RAY_START_S: ``ray.init``,
+  5.5 and 5.8 s. TUNE_START_S: ``Tuner.fit`` to the first trial's start, 3.5 and 3.1 s.
+  TUNE_END_S: the last trial's end to the grid's end, 0.27 and 0.23 s.
+- TRIAL_OVERHEAD_S, POINT_OVERHEAD_S: a trial's seconds in Tune (start to end, as the driver saw
+  them) less its record's training and evaluation seconds, fitted over 48 trials on a reused actor:
+  0.16 s + 0.045 s per evaluation point (residual sd 0.08 s). ACTOR_START_S: the first trial on each
+  actor took 6.3-7.3 s more (the worker's imports of torch and fspbench, the data set's first load).
+- Contention: training steps beside a copy of the work took 0.96-1.09x their time alone, and an
+  evaluation 1.4-1.8x, hence the calibration beside copies of the grid's kinds. In the grid the
+  trials' training and evaluation then took 1.03x and 0.94x the calibrated seconds (1.01x together);
+  Ray's processes (driver, raylet, GCS, dashboard agent, log monitor) used 0.12-0.13 cores meanwhile,
+  of which RAY_CPU = 0.04 cores (a factor 2 / (2 - 0.04) = 1.02 on 2 booked cores) is what the trials
+  lost beyond the calibration's own interference.
+
+Checked with tools/estimate_check.py (the real ``fspbench run``, cold and warm cache) on the same
+machine: measured / estimated 0.94-1.04 on the smoke preset, tests/benchmarks/cluster.toml and an 18-run
+grid of 12 minutes (docs/PERFORMANCE.md, "Time estimates").
 
 The same model gives the progress line's "remaining", scaled by the measured / estimated seconds
 of the runs already ended.
@@ -35,11 +72,21 @@ from fspbench.registry import TASKS, stage_plans
 if TYPE_CHECKING:  # the grid module imports torch through the methods registry
     from fspbench.grid import Benchmark, GridRun
 
-TRIAL_OVERHEAD_S = 0.65  # per trial: (wall x slots - trial seconds) / trials of the default preset's run
-POINT_OVERHEAD_S = 0.03  # per evaluation point: state file and Tune checkpoint of a small ResNet
-CALIBRATION_STEPS = 6  # timed steps per kind, after WARMUP_STEPS untimed ones
-WARMUP_STEPS = 2
-CACHE_VERSION = 1
+# measured on a 2-core AMD EPYC (AVX2), 2026-12-02: see the module docstring
+PREPARE_S = 3.1  # an invocation's start before its estimate: torch's import, the results folder read
+RAY_START_S = 5.7  # ray.init of the local Ray that `fspbench run` starts (once per invocation)
+TUNE_START_S = 3.4  # a Tune run's set-up: Tuner.fit until its first trial starts
+TUNE_END_S = 0.25  # a Tune run's end: its last trial's end until fit returns and the grid ends
+ACTOR_START_S = 6.8  # a new trial actor: the worker's imports of torch and fspbench, the data's first load
+TRIAL_OVERHEAD_S = 0.16  # per trial: set-up (data subset, networks, record), final checkpoint, Tune's hand-over
+POINT_OVERHEAD_S = 0.045  # per evaluation point: state file, Tune report and checkpoint
+RAY_CPU = 0.04  # cores' worth of CPU the trials lose to Ray's processes beyond the calibration's interference
+CALIBRATION_ROUNDS = 7  # timed rounds; a round times one call of each kind; a kind's time is its median
+EVAL_ROUND_BATCHES = 1  # test batches (of data.EVAL_BATCH images) per timed call of an evaluation
+WARMUP_STEPS = 2  # untimed calls of each kind before the rounds
+KINDS_AT_ONCE = 8  # kinds built and timed together, at most (their networks and data in memory at once)
+LOAD_TIMEOUT_S = 120.0  # the longest wait for the processes that load the CPU alongside a calibration
+CACHE_VERSION = 2  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds
 
 
 # ---------------------------------------------------------------- what a run is made of
@@ -122,14 +169,16 @@ def cache_path() -> Path:
     return Path(base) / "calibration.json"
 
 
-def machine_key(device: str, threads: int) -> str:
-    """Whose timings a cache entry holds: the hardware, the thread count and the library versions."""
+def machine_key(device: str, threads: int, alongside: int = 0) -> str:
+    """Whose timings a cache entry holds: the hardware, the thread count, how many copies of the work ran
+    alongside (the other trials of a grid on the same machine) and the library versions."""
     import torch
 
     import fspbench
     from fspbench.hardware import detect
 
-    return f"{detect(device).key()}|threads={threads}|torch={torch.__version__}|fspbench={fspbench.__version__}"
+    return (f"{detect(device).key()}|threads={threads}|alongside={alongside}|torch={torch.__version__}"
+            f"|fspbench={fspbench.__version__}")
 
 
 def _read_cache() -> dict[str, Any]:
@@ -157,8 +206,18 @@ def _synthetic(cfg: RunConfig, device: Any, n: int) -> Any:
                     x[:256].to(device), y[:256].to(device), "synthetic")
 
 
-def _time_kind(kind: Kind) -> float:
-    """Seconds per training step of ``kind`` (or per evaluated image when it is an evaluation)."""
+@dataclass
+class Work:
+    """One kind's unit of work, ready to run: ``run()`` does one training step (``units`` = 1) or
+    evaluates EVAL_ROUND_BATCHES batches (``units`` = their images); ``sync()`` waits for the device."""
+
+    run: Callable[[], None]
+    units: float
+    sync: Callable[[], None]
+
+
+def _workload(kind: Kind) -> Work:
+    """``kind``'s work on synthetic data of its shape: the calls train.train_run makes."""
     import torch
 
     from fspbench.data import EVAL_BATCH, BatchStream, eval_batches
@@ -182,13 +241,12 @@ def _time_kind(kind: Kind) -> float:
             torch.cuda.synchronize(device)
 
     if kind.stage < 0:
-        batches = eval_batches(data, memory_format=fmt)[:4]
-        evaluate(student, batches[:1], autocast)
-        sync()
-        t0 = time.perf_counter()
-        evaluate(student, batches, autocast)
-        sync()
-        return (time.perf_counter() - t0) / sum(int(y.numel()) for _, y in batches)
+        batches = eval_batches(data, memory_format=fmt)[:EVAL_ROUND_BATCHES]
+
+        def score() -> None:
+            evaluate(student, batches, autocast)  # its one host sync at the end, as at an evaluation point
+
+        return Work(score, float(sum(int(y.numel()) for _, y in batches)), sync)
 
     teacher = None
     if kind.teacher is not None:
@@ -201,22 +259,157 @@ def _time_kind(kind: Kind) -> float:
     opt, sched = make_optimizer(list(student.parameters()) + list(objective.parameters()), spec, cfg)
     stream = BatchStream(data, cfg.batch_size, 0, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
     loss_sum = torch.zeros((), device=device)
-    with objective.active():
-        def step() -> None:
-            nonlocal loss_sum
-            loss = optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast)
-            loss_sum += loss.detach().float()
-            if device.type == "cpu":
-                torch.isfinite(loss_sum).item()  # train_run's divergence check, a sync per CPU step
+    objective.active().__enter__()  # the stage's hooks stay on for as long as the work runs
 
+    def step() -> None:
+        nonlocal loss_sum
+        loss = optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast)
+        loss_sum += loss.detach().float()
+        if device.type == "cpu":
+            torch.isfinite(loss_sum).item()  # train_run's divergence check, a sync per CPU step
+
+    return Work(step, 1.0, sync)
+
+
+def interleaved_times(works: list[Work], rounds: int,
+                      clock: Callable[[], float] = time.perf_counter) -> list[list[float]]:
+    """Seconds of one call of each work in each of ``rounds`` rounds. A round calls every work once,
+    in turn, so that a slow spell of the machine (another process, the host) falls on every kind alike
+    and the median over rounds leaves it out, rather than making one kind slow."""
+    out: list[list[float]] = [[] for _ in works]
+    for _ in range(rounds):
+        for times, w in zip(out, works):
+            w.sync()
+            t0 = clock()
+            w.run()
+            w.sync()
+            times.append(clock() - t0)
+    return out
+
+
+def median(values: Iterable[float]) -> float:
+    """The median (the mean of the middle two of an even count); a single slow round, when another
+    process took the CPU for a moment, does not move it."""
+    xs = sorted(values)
+    if not xs:
+        raise ValueError("median of no values")
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def _time_kinds(kinds: list[Kind], load: _Alongside | None = None,
+                clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Seconds per training step of each kind (per evaluated image for an evaluation): the median of
+    CALIBRATION_ROUNDS interleaved rounds after WARMUP_STEPS untimed calls, while ``load`` runs the
+    same kinds in its processes."""
+    works = [_workload(k) for k in kinds]
+    for w in works:
         for _ in range(WARMUP_STEPS):
-            step()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(CALIBRATION_STEPS):
-            step()
-        sync()
-    return (time.perf_counter() - t0) / CALIBRATION_STEPS
+            w.run()
+        w.sync()
+    if load is not None:
+        load.wait_ready()
+    rounds = interleaved_times(works, CALIBRATION_ROUNDS, clock)
+    return [median(times) / w.units for times, w in zip(rounds, works)]
+
+
+# ---------------------------------------------------------------- the other trials, while calibrating
+
+
+_READY = b"fspbench-estimate-load-ready"
+
+
+def load_worker(threads: int) -> None:
+    """Body of a process that loads the machine as a grid's other trials would (``_Alongside``): each
+    line on stdin is a pickled list of kinds in hex (an empty line or the end of input: exit); it builds
+    their work, runs each once, prints _READY and calls them in turn until the next line comes."""
+    import pickle
+    import select
+    import sys
+
+    import torch
+
+    torch.set_num_threads(threads)
+    stdin = sys.stdin.buffer
+    line = stdin.readline().strip()
+    while line:
+        works = [_workload(k) for k in pickle.loads(bytes.fromhex(line.decode()))]
+        for w in works:
+            w.run()
+        sys.stdout.buffer.write(_READY + b"\n")
+        sys.stdout.flush()
+        busy = True
+        while busy:
+            for w in works:
+                w.run()
+                if select.select([stdin], [], [], 0)[0]:
+                    busy = False
+                    break
+        line = stdin.readline().strip()
+
+
+class _Alongside:
+    """``copies`` processes, each at ``threads`` threads, that run the kinds being timed, in turn, while
+    they are timed: the other trials a grid runs at once on this machine. Any failure (a process that
+    does not start, or dies) ends them all, and ``ok`` turns False: the kinds were then timed alone."""
+
+    def __init__(self, copies: int, threads: int) -> None:
+        import subprocess
+        import sys
+
+        code = f"from fspbench.estimate import load_worker; load_worker({int(threads)})"
+        self.procs: list[Any] = []
+        self.ok = copies > 0
+        try:
+            for _ in range(copies):
+                self.procs.append(subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
+        except OSError:  # no process to spare: time the kinds alone
+            self.close()
+
+    def start(self, kinds: list[Kind]) -> None:
+        """Tell every process to run ``kinds`` now (each builds them meanwhile; wait_ready waits)."""
+        import pickle
+
+        line = pickle.dumps(kinds).hex().encode() + b"\n"
+        for p in self.procs:
+            try:
+                assert p.stdin is not None
+                p.stdin.write(line)
+                p.stdin.flush()
+            except (OSError, ValueError):
+                self.close()
+
+    def wait_ready(self) -> None:
+        """Until every process runs the kinds asked for (at most LOAD_TIMEOUT_S in all)."""
+        import select
+
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        for p in list(self.procs):
+            assert p.stdout is not None
+            fd, seen = p.stdout.fileno(), b""
+            while self.ok and _READY not in seen:
+                left = deadline - time.monotonic()
+                chunk = os.read(fd, 4096) if left > 0 and select.select([fd], [], [], left)[0] else b""
+                if not chunk:  # timed out, or the process ended
+                    self.close()
+                seen = seen[-len(_READY):] + chunk
+
+    def close(self) -> None:
+        self.ok = False
+        for p in self.procs:
+            try:
+                if p.stdin is not None:
+                    p.stdin.close()  # the process ends at the end of its input
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - whatever it is, the process must go
+                p.kill()
+                p.wait()
+        self.procs = []
 
 
 @dataclass
@@ -228,10 +421,12 @@ class Calibration:
     measured_s: float  # time spent measuring now (0 when every kind came from the cache)
     measured: int  # kinds measured now
     cached: int  # kinds read from the cache
+    alongside: int = 0  # copies of each kind's work that ran in other processes while it was timed
 
 
-def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
-    """Time every kind not in this machine's cache, at ``threads`` torch threads; update the cache."""
+def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibration:
+    """Time every kind not in this machine's cache, at ``threads`` torch threads, while ``alongside``
+    other processes run the same work (a grid's other trials on this machine); update the cache."""
     import torch
 
     from fspbench.train import resolve_device
@@ -239,7 +434,7 @@ def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
     by_key = {k.key: k for k in kinds}
     device = next(iter(by_key.values())).cfg.device if by_key else "cpu"
 
-    machine = machine_key(resolve_device(device).type, threads)
+    machine = machine_key(resolve_device(device).type, threads, alongside)
     cache = _read_cache()
     known: dict[str, float] = dict(cache.get(machine, {}))
     todo = [k for key, k in by_key.items() if key not in known]
@@ -247,19 +442,27 @@ def calibrate(kinds: Iterable[Kind], threads: int) -> Calibration:
     if todo:
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
+        load = _Alongside(alongside, threads) if alongside > 0 else None
         try:
-            for k in todo:
-                known[k.key] = _time_kind(k)
+            for i in range(0, len(todo), KINDS_AT_ONCE):
+                group = todo[i:i + KINDS_AT_ONCE]
+                if load is not None:
+                    load.start(group)
+                known.update(zip((k.key for k in group), _time_kinds(group, load)))
         finally:
             torch.set_num_threads(before)
-        cache = _read_cache()  # another process may have added kinds meanwhile
-        cache[machine] = {**cache.get(machine, {}), **known}
-        try:
-            atomic_write_json(cache_path(), cache)
-        except OSError:  # a read-only home: the estimate still stands, it is only not cached
-            pass
+            complete = load is None or load.ok  # else some kinds were timed alone: not what the key says
+            if load is not None:
+                load.close()
+        if complete:
+            cache = _read_cache()  # another process may have added kinds meanwhile
+            cache[machine] = {**cache.get(machine, {}), **{k.key: known[k.key] for k in todo}}
+            try:
+                atomic_write_json(cache_path(), cache)
+            except OSError:  # a read-only home: the estimate still stands, it is only not cached
+                pass
     return Calibration(machine, {key: known[key] for key in by_key}, round(time.perf_counter() - t0, 2),
-                       len(todo), len(by_key) - len(todo))
+                       len(todo), len(by_key) - len(todo), alongside)
 
 
 # ---------------------------------------------------------------- runs and the grid
@@ -284,11 +487,24 @@ def grid_kinds(runs: list[GridRun], teachers: dict[str, RunConfig]) -> list[Kind
     return list(out.values())
 
 
-def run_seconds(run: GridRun, teachers: dict[str, RunConfig], seconds: dict[str, float]) -> float:
-    """Estimated trial seconds of one run (module docstring, step 2)."""
+def run_seconds(run: GridRun, teachers: dict[str, RunConfig], seconds: dict[str, float],
+                slowdown: float = 1.0) -> float:
+    """Estimated trial seconds of one run (module docstring, step 2); ``slowdown`` scales its training
+    and evaluation for the CPU that Ray's own processes take (``ray_slowdown``)."""
     stages, ev, points = run_parts(run, teachers)
     train = sum(seconds[k.key] * n for k, n in stages)
-    return train + seconds[ev.key] * sum(points) + POINT_OVERHEAD_S * len(points) + TRIAL_OVERHEAD_S
+    work = (train + seconds[ev.key] * sum(points)) * slowdown
+    return work + POINT_OVERHEAD_S * len(points) + TRIAL_OVERHEAD_S
+
+
+def ray_slowdown(cores: float, busy: float, ray_cpu: float = RAY_CPU) -> float:
+    """How much slower the trials' work runs beside Ray's processes: they take ``ray_cpu`` cores' worth
+    of CPU, from the cores left idle first; ``busy`` cores (trials x threads) of ``cores`` are the trials'."""
+    busy = min(busy, cores)
+    if busy <= 0:
+        return 1.0
+    taken = min(max(0.0, ray_cpu - (cores - busy)), busy * 0.5)
+    return busy / (busy - taken)
 
 
 def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
@@ -305,10 +521,12 @@ def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dic
     return priority
 
 
-def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: Iterable[str] = ()) -> float:
+def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: Iterable[str] = (),
+             actor_start_s: float = 0.0) -> float:
     """End time of ``runs`` on ``slots`` parallel slots: a student starts once its teacher (if among
     ``runs``) has ended; the ready run of highest chain priority goes first; ``first`` (run ids already
-    running) take their slots at time 0 whatever their priority."""
+    running) take their slots at time 0 whatever their priority. A run that finds no idle trial actor
+    (Tune reuses an ended trial's actor) waits ``actor_start_s`` for a new one."""
     if not runs:
         return 0.0
     slots = max(1, slots)
@@ -324,10 +542,15 @@ def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: 
             heapq.heappush(ready, (-(prio[r.run_id] + (1e18 if r.run_id in started else 0)), i, r))
     now, order = 0.0, len(runs)
     running: list[tuple[float, str]] = []  # (end time, run id)
+    actors = len(started & ids)  # the runs already running have theirs
     while ready or running:
         while ready and len(running) < slots:
             _, _, r = heapq.heappop(ready)
-            heapq.heappush(running, (now + seconds[r.run_id], r.run_id))
+            start = now
+            if len(running) >= actors:  # every actor is busy: a new one starts
+                actors += 1
+                start += 0.0 if r.run_id in started else actor_start_s
+            heapq.heappush(running, (start + seconds[r.run_id], r.run_id))
         now, done = heapq.heappop(running)
         for s in waiting.pop(done, []):
             order += 1
@@ -339,30 +562,99 @@ def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: 
 class Estimate:
     """The time a grid's runs will take on this machine."""
 
-    wall_s: float  # simulated end of the grid
+    wall_s: float  # startup_s + the simulated schedule: the grid's wall time as grid.json measures it
     run_s: dict[str, float]  # run id -> estimated trial seconds
     slots: int
     threads: int
     calibration: Calibration
+    startup_s: float = 0.0  # fixed costs: the calibration made now, Ray's start, the Tune run's start and end
+    slowdown: float = 1.0  # the factor on the trials' work for the CPU Ray's processes take (ray_slowdown)
+
+    @property
+    def schedule_s(self) -> float:
+        """The simulated schedule alone: the trials, from the first actor's start to the last trial's end."""
+        return self.wall_s - self.startup_s
 
     def summary(self) -> dict[str, Any]:
         """What grid.json keeps of it."""
         return {"wall_time_s": round(self.wall_s, 1), "trial_time_s": round(sum(self.run_s.values()), 1),
+                "startup_s": round(self.startup_s, 1), "schedule_s": round(self.schedule_s, 1),
                 "runs": len(self.run_s), "slots": self.slots, "threads_per_trial": self.threads,
                 "machine": self.calibration.machine, "calibration_s": self.calibration.measured_s,
-                "kinds_measured": self.calibration.measured, "kinds_cached": self.calibration.cached}
+                "kinds_measured": self.calibration.measured, "kinds_cached": self.calibration.cached,
+                "alongside": self.calibration.alongside, "ray_slowdown": round(self.slowdown, 3)}
 
 
 def teacher_configs(bench: Benchmark) -> dict[str, RunConfig]:
     return {t.run_id: t.config for t in bench.teachers}
 
 
-def estimate_grid(bench: Benchmark, runs: list[GridRun], slots: int, threads: int) -> Estimate:
-    """Calibrate (or read the cache) and simulate ``runs`` of ``bench`` on ``slots`` slots."""
+def ray_start_s() -> float:
+    """Seconds of starting the local Ray: once per ``fspbench run`` that trains, before its first Tune run."""
+    return RAY_START_S
+
+
+def tune_run_startup_s() -> float:
+    """Fixed seconds of one more Tune run in a process whose Ray is up: its set-up and end (its trial
+    actors' starts are in the simulated schedule, ``simulate(actor_start_s=ACTOR_START_S)``)."""
+    return TUNE_START_S + TUNE_END_S
+
+
+def per_machine(slots: int, request: dict[str, float]) -> int:
+    """How many of ``slots`` concurrent trials run on this machine (the one calibrating): on a cluster
+    the slots are spread over its nodes, each of which runs this many side by side."""
+    from fspbench.cluster import this_machine
+
+    here = sum(n.holds(request) for n in this_machine())
+    return max(1, min(slots, here or 1))
+
+
+def estimate_from(runs: list[GridRun], teachers: dict[str, RunConfig], cal: Calibration, slots: int,
+                  threads: int, *, include_ray_start: bool = True, spent_s: float | None = None,
+                  cores: float | None = None, on_cpu: bool = True) -> Estimate:
+    """The estimate of ``runs`` from a calibration (module docstring, steps 2-4).
+
+    ``include_ray_start``: the first Tune run of an invocation pays the invocation's start (PREPARE_S)
+    and Ray's; later ones in the same process (another look at the grid) only their own
+    (``tune_run_startup_s``). ``spent_s``: seconds the estimate itself took in this process, part of
+    the grid's wall time (default: the calibration's). ``cores``: this machine's (os.cpu_count()),
+    shared by the trials and Ray's processes when the trials run ``on_cpu``.
+    """
+    busy = min(slots, cal.alongside + 1) * threads  # the cores this machine's trials keep busy
+    slowdown = ray_slowdown(float(cores or os.cpu_count() or 1), busy) if on_cpu else 1.0
+    run_s = {r.run_id: run_seconds(r, teachers, cal.seconds, slowdown) for r in runs}
+    startup = (cal.measured_s if spent_s is None else spent_s) + tune_run_startup_s()
+    if include_ray_start:
+        startup += PREPARE_S + ray_start_s()
+    schedule = simulate(runs, run_s, slots, actor_start_s=ACTOR_START_S)
+    return Estimate(startup + schedule, run_s, slots, threads, cal, startup, slowdown)
+
+
+def ray_is_up() -> bool:
+    """Whether this process is connected to Ray already (its Tune runs start no Ray of their own)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def estimate_grid(bench: Benchmark, runs: list[GridRun], slots: int, threads: int,
+                  include_ray_start: bool | None = None) -> Estimate:
+    """Calibrate (or read the cache) and simulate ``runs`` of ``bench`` on ``slots`` slots.
+
+    Each kind is timed while as many processes run the grid's kinds alongside as the grid runs other
+    trials at once on this machine. ``include_ray_start``: count the invocation's start and Ray's
+    (True), or not (False: a further Tune run in the same process, whose estimate adds to the
+    first's); None: count them unless this process is connected to Ray already (``ray_is_up``).
+    """
+    t0 = time.perf_counter()
     teachers = teacher_configs(bench)
-    cal = calibrate(grid_kinds(runs, teachers), threads)
-    run_s = {r.run_id: run_seconds(r, teachers, cal.seconds) for r in runs}
-    return Estimate(simulate(runs, run_s, slots), run_s, slots, threads, cal)
+    kinds = grid_kinds(runs, teachers)
+    request = {"cpu": float(bench.resources["cpu"]), "gpu": float(bench.resources["gpu"])}
+    cal = calibrate(kinds, threads, per_machine(slots, request) - 1)
+    first = not ray_is_up() if include_ray_start is None else include_ray_start
+    return estimate_from(runs, teachers, cal, slots, threads, include_ray_start=first,
+                         spent_s=time.perf_counter() - t0, on_cpu=cal.machine.startswith("cpu|"))
 
 
 def fmt_duration(seconds: float) -> str:

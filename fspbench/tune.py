@@ -286,13 +286,14 @@ def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
 
 
 def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool,
-          autoscaling: bool = False, notices: bool = True) -> Plan:
+          autoscaling: bool = False, notices: bool = True, first: bool | None = None) -> Plan:
     """Pending runs, the trials' hardware, bf16 groups it cannot run, and the calibrated estimate.
 
     ``connected``: Ray is up (a real run); the live nodes then give the slots, and on a cluster
     (``address``) the hardware and calibration are measured in a task with a trial's resources.
     Without Ray (a run or dry run on this machine) the slots are this machine's cores (and GPUs).
     A trial that no node can hold is BadInput, unless the cluster adds nodes (``autoscaling``).
+    ``first``: the estimate counts the invocation's and Ray's start (None: unless Ray is up already).
     """
     nodes = live_nodes() if connected else this_machine()
     where = f"the cluster at {address}" if connected else "this machine (the local Ray)"
@@ -311,8 +312,8 @@ def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connect
     est = None
     if pending:
         n_slots = slots(nodes, _request(bench), bench.max_concurrent) or 1
-        est = (_remote(bench, lambda: estimate_grid(bench, pending, n_slots, threads)) if connected and address
-               else estimate_grid(bench, pending, n_slots, threads))
+        est = (_remote(bench, lambda: estimate_grid(bench, pending, n_slots, threads, first)) if connected and address
+               else estimate_grid(bench, pending, n_slots, threads, first))
     return Plan(pending, skipped, hw, nodes, est)
 
 
@@ -361,14 +362,16 @@ def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: b
 
 
 def _look_estimate(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool,
-                   exclude: set[str] | None = None) -> tuple[int, float | None]:
-    """(runs left to train, estimated seconds) of a look's expansion, leaving out the runs in ``exclude``."""
+                   exclude: set[str] | None = None, first: bool | None = None) -> tuple[int, float | None]:
+    """(runs left to train, estimated seconds) of a look's expansion, leaving out the runs in ``exclude``;
+    ``first``: count the invocation's and Ray's start (None: unless Ray is up already)."""
     import ray
 
     pending = [r for r in _pending(bench, paths) if r.run_id not in (exclude or set())]
     if not pending:
         return 0, None
-    plan = _plan(bench, pending, address, connected=ray.is_initialized(), autoscaling=autoscaling, notices=False)
+    plan = _plan(bench, pending, address, connected=ray.is_initialized(), autoscaling=autoscaling, notices=False,
+                 first=first)
     return len(plan.pending), plan.estimate.wall_s if plan.estimate else None
 
 
@@ -380,7 +383,7 @@ def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscalin
     seen: set[str] = set()
     for look in range(1, design.looks + 1):
         b = at_look(bench, {k: look * design.look_every for k in bench.spec.claims})
-        runs, secs = _look_estimate(b, paths, address, autoscaling, exclude=seen)
+        runs, secs = _look_estimate(b, paths, address, autoscaling, exclude=seen, first=look == 1 and not seen)
         seen |= {r.run_id for r in b.runs}
         rows.append({"look": look, "seeds_per_arm": look * design.look_every, "runs": runs,
                      "estimated_s": round(secs, 1) if secs is not None else 0.0})
