@@ -45,6 +45,13 @@ and an 18-run grid of 400-step ResNet-14 teachers and ResNet-8 students (20-21 p
   of which RAY_CPU = 0.04 cores (a factor 2 / (2 - 0.04) = 1.02 on 2 booked cores) is what the trials
   lost beyond the calibration's own interference.
 
+On another machine the fixed costs (PREPARE_S, RAY_START_S, TUNE_START_S, TUNE_END_S, ACTOR_START_S,
+TRIAL_OVERHEAD_S, POINT_OVERHEAD_S) are these times ``Calibration.fixed_scale``: a fresh interpreter's
+``import torch`` there (median of IMPORT_ROUNDS, cached with the kinds) over REFERENCE_IMPORT_S. They are
+imports, process starts and small file writes, which follow the machine's single-thread speed, not its
+vector units. On a 2-core AMD EPYC with AVX-512 (2026-12-02) the import took 1.35-1.64 s (scale about
+0.5), and the smoke grid's fixed costs, fitted as one factor on the reference's, came to 0.44 of them.
+
 Checked with tools/estimate_check.py (the real ``fspbench run``, cold and warm cache) on the same
 machine: measured / estimated 0.94-1.04 on the smoke preset, tests/benchmarks/cluster.toml and an 18-run
 grid of 12 minutes (docs/PERFORMANCE.md, "Time estimates").
@@ -80,13 +87,19 @@ TUNE_END_S = 0.25  # a Tune run's end: its last trial's end until fit returns an
 ACTOR_START_S = 6.8  # a new trial actor: the worker's imports of torch and fspbench, the data's first load
 TRIAL_OVERHEAD_S = 0.16  # per trial: set-up (data subset, networks, record), final checkpoint, Tune's hand-over
 POINT_OVERHEAD_S = 0.045  # per evaluation point: state file, Tune report and checkpoint
+# the fixed costs above are the reference machine's; another machine's are these times its speed at
+# them, measured as a fresh interpreter's `import torch` (IMPORT_ROUNDS, median) over the reference's
+REFERENCE_IMPORT_S = 3.0  # `import torch` on the reference machine: the bulk of its PREPARE_S (3.0-3.2 s)
+IMPORT_ROUNDS = 3
 RAY_CPU = 0.04  # cores' worth of CPU the trials lose to Ray's processes beyond the calibration's interference
 CALIBRATION_ROUNDS = 7  # timed rounds; a round times one call of each kind; a kind's time is its median
 EVAL_ROUND_BATCHES = 1  # test batches (of data.EVAL_BATCH images) per timed call of an evaluation
 WARMUP_STEPS = 2  # untimed calls of each kind before the rounds
 KINDS_AT_ONCE = 8  # kinds built and timed together, at most (their networks and data in memory at once)
+FIXED_SCALE_KEY = "fixed_cost_scale"  # a machine's cache entry: its fixed costs over the reference's
 LOAD_TIMEOUT_S = 120.0  # the longest wait for the processes that load the CPU alongside a calibration
-CACHE_VERSION = 2  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds
+CACHE_VERSION = 3  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds;
+# 3: the machine's fixed-cost scale (FIXED_SCALE_KEY) beside its kinds
 
 
 # ---------------------------------------------------------------- what a run is made of
@@ -422,6 +435,7 @@ class Calibration:
     measured: int  # kinds measured now
     cached: int  # kinds read from the cache
     alongside: int = 0  # copies of each kind's work that ran in other processes while it was timed
+    fixed_scale: float = 1.0  # this machine's fixed costs (start-ups, overheads) over the reference's
 
 
 def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibration:
@@ -455,14 +469,33 @@ def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibr
             if load is not None:
                 load.close()
         if complete:
-            cache = _read_cache()  # another process may have added kinds meanwhile
-            cache[machine] = {**cache.get(machine, {}), **{k.key: known[k.key] for k in todo}}
-            try:
-                atomic_write_json(cache_path(), cache)
-            except OSError:  # a read-only home: the estimate still stands, it is only not cached
-                pass
+            _cache_update(machine, {k.key: known[k.key] for k in todo})
+    if FIXED_SCALE_KEY not in known:
+        known[FIXED_SCALE_KEY] = median(import_seconds() for _ in range(IMPORT_ROUNDS)) / REFERENCE_IMPORT_S
+        _cache_update(machine, {FIXED_SCALE_KEY: known[FIXED_SCALE_KEY]})
     return Calibration(machine, {key: known[key] for key in by_key}, round(time.perf_counter() - t0, 2),
-                       len(todo), len(by_key) - len(todo), alongside)
+                       len(todo), len(by_key) - len(todo), alongside, known[FIXED_SCALE_KEY])
+
+
+def _cache_update(machine: str, entries: dict[str, float]) -> None:
+    cache = _read_cache()  # another process may have added kinds meanwhile
+    cache[machine] = {**cache.get(machine, {}), **entries}
+    try:
+        atomic_write_json(cache_path(), cache)
+    except OSError:  # a read-only home: the estimate still stands, it is only not cached
+        pass
+
+
+def import_seconds() -> float:
+    """Wall seconds of a fresh interpreter that imports torch: what an invocation's start, Ray's, a trial
+    actor's and a trial's set-up are mostly made of (imports, Python at start-up speed), so the measure of
+    how this machine's fixed costs compare with the reference machine's."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True, timeout=300)
+    return time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- runs and the grid
@@ -488,13 +521,14 @@ def grid_kinds(runs: list[GridRun], teachers: dict[str, RunConfig]) -> list[Kind
 
 
 def run_seconds(run: GridRun, teachers: dict[str, RunConfig], seconds: dict[str, float],
-                slowdown: float = 1.0) -> float:
+                slowdown: float = 1.0, fixed_scale: float = 1.0) -> float:
     """Estimated trial seconds of one run (module docstring, step 2); ``slowdown`` scales its training
-    and evaluation for the CPU that Ray's own processes take (``ray_slowdown``)."""
+    and evaluation for the CPU that Ray's own processes take (``ray_slowdown``), ``fixed_scale`` its
+    overheads (``Calibration.fixed_scale``)."""
     stages, ev, points = run_parts(run, teachers)
     train = sum(seconds[k.key] * n for k, n in stages)
     work = (train + seconds[ev.key] * sum(points)) * slowdown
-    return work + POINT_OVERHEAD_S * len(points) + TRIAL_OVERHEAD_S
+    return work + (POINT_OVERHEAD_S * len(points) + TRIAL_OVERHEAD_S) * fixed_scale
 
 
 def ray_slowdown(cores: float, busy: float, ray_cpu: float = RAY_CPU) -> float:
@@ -582,7 +616,8 @@ class Estimate:
                 "runs": len(self.run_s), "slots": self.slots, "threads_per_trial": self.threads,
                 "machine": self.calibration.machine, "calibration_s": self.calibration.measured_s,
                 "kinds_measured": self.calibration.measured, "kinds_cached": self.calibration.cached,
-                "alongside": self.calibration.alongside, "ray_slowdown": round(self.slowdown, 3)}
+                "alongside": self.calibration.alongside, "ray_slowdown": round(self.slowdown, 3),
+                "fixed_cost_scale": round(self.calibration.fixed_scale, 3)}
 
 
 def teacher_configs(bench: Benchmark) -> dict[str, RunConfig]:
@@ -622,11 +657,12 @@ def estimate_from(runs: list[GridRun], teachers: dict[str, RunConfig], cal: Cali
     """
     busy = min(slots, cal.alongside + 1) * threads  # the cores this machine's trials keep busy
     slowdown = ray_slowdown(float(cores or os.cpu_count() or 1), busy) if on_cpu else 1.0
-    run_s = {r.run_id: run_seconds(r, teachers, cal.seconds, slowdown) for r in runs}
-    startup = (cal.measured_s if spent_s is None else spent_s) + tune_run_startup_s()
+    fixed = cal.fixed_scale
+    run_s = {r.run_id: run_seconds(r, teachers, cal.seconds, slowdown, fixed) for r in runs}
+    startup = (cal.measured_s if spent_s is None else spent_s) + tune_run_startup_s() * fixed
     if include_ray_start:
-        startup += PREPARE_S + ray_start_s()
-    schedule = simulate(runs, run_s, slots, actor_start_s=ACTOR_START_S)
+        startup += (PREPARE_S + ray_start_s()) * fixed
+    schedule = simulate(runs, run_s, slots, actor_start_s=ACTOR_START_S * fixed)
     return Estimate(startup + schedule, run_s, slots, threads, cal, startup, slowdown)
 
 

@@ -200,6 +200,25 @@ def test_the_estimate_adds_up_its_fixed_costs(tmp_path: Path) -> None:
     assert one.schedule_s == pytest.approx(sum(one.run_s.values()) + est.ACTOR_START_S)
 
 
+def test_a_machines_fixed_cost_scale_scales_every_fixed_cost_and_no_work(tmp_path: Path) -> None:
+    bench = load_benchmark(str(TINY_BENCH), tmp_path / "results")
+    teachers = {t.run_id: t.config for t in bench.teachers}
+    runs = bench.runs
+    ref = _fake_calibration(runs, teachers, alongside=0)
+    half = Calibration("fake", ref.seconds, measured_s=7.5, measured=ref.measured, cached=0, fixed_scale=0.5)
+    a = estimate_from(runs, teachers, ref, slots=1, threads=1, cores=2.0)
+    b = estimate_from(runs, teachers, half, slots=1, threads=1, cores=2.0)
+    fixed = est.PREPARE_S + est.RAY_START_S + est.TUNE_START_S + est.TUNE_END_S
+    assert a.startup_s - b.startup_s == pytest.approx(fixed / 2)  # the calibration's 7.5 s stays whole
+    for r in runs:
+        _, _, points = run_parts(r, teachers)
+        overhead = len(points) * est.POINT_OVERHEAD_S + est.TRIAL_OVERHEAD_S
+        assert a.run_s[r.run_id] - b.run_s[r.run_id] == pytest.approx(overhead / 2)
+    # one slot, one actor: the schedule is the runs' seconds and one actor's start
+    assert b.schedule_s == pytest.approx(sum(b.run_s.values()) + est.ACTOR_START_S / 2)
+    assert b.summary()["fixed_cost_scale"] == 0.5
+
+
 @pytest.mark.slow
 def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
     bench = load_benchmark(str(TINY_BENCH), tmp_path / "results")
@@ -210,6 +229,8 @@ def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
     assert all(s > 0 for s in first.seconds.values())
     second = calibrate(kinds, threads=1)
     assert second.measured == 0 and second.cached == len(kinds) and second.seconds == first.seconds
+    # the machine's fixed-cost scale, a fresh interpreter's torch import over the reference's, is cached too
+    assert 0.05 < first.fixed_scale < 20 and second.fixed_scale == first.fixed_scale
     other = calibrate(kinds[:1], threads=2)  # another thread count is another machine entry
     assert other.measured == 1
     beside = calibrate(kinds[:2], threads=1, alongside=1)  # so is another count of trials beside it
