@@ -11,16 +11,13 @@ docs/METHOD.md):
 - The regime, in the grid itself: converged when doubling the full budget F gains less than the
   smallest effect of interest for scratch and for FSP (stage 2 at 2F), upper end of the paired 95%
   interval over the first look's seeds; a claim whose regime is not converged stops at the first
-  look, inconclusive. better_accuracy also needs headroom: its teachers minus its scratch students
-  at least ``headroom`` points at the lower end of the same look's repeated interval; a look
-  without headroom decides nothing.
-- better_accuracy, cross_task_transfer (superiority): FSP (stage 2 at F) minus scratch (F) supported
-  above 0, contradicted below 0 or below the smallest effect of interest while holding 0.
-  fast_optimization (the paper's Table 1, non-inferiority): FSP with stage 2 at a third of F minus
-  scratch at F, supported above -margin, contradicted below it.
-- Beside each deciding test, descriptive tests on the first look's seeds: scratch with FSP's stage 1
-  added (total steps matched), KD and FitNet, the budget sweep, and for fast_optimization steps and
-  seconds to a target accuracy (interpolated between curve points).
+  look, inconclusive. A claim with a ``headroom`` also needs its teachers to lead its scratch students
+  by that many points at the lower end of the look's repeated interval; a look without headroom
+  decides nothing.
+- The claim kind (fspbench.claims) gives the arms, the rule (superiority: supported above 0,
+  contradicted below 0 or below the smallest effect of interest while holding 0; non-inferiority:
+  supported above -margin, contradicted below it) and its own descriptive tests, which stand beside
+  the deciding one on the first look's seeds with the budget sweep.
 
 A diverged or failed run keeps its last accuracy, or 0 when it never reached an evaluation: it stays
 in every test as a failure. Accuracy differences are in percentage points.
@@ -36,14 +33,14 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from fspbench import sequential, stats
+from fspbench import claims as kinds
+from fspbench import sequential
 from fspbench.comparisons import (
     INTERVALS,
     Regime,
     Test,
     arm_label,
     compare_accuracy,
-    fails,
     final_runs,
     matching,
     num,
@@ -61,11 +58,6 @@ __all__ = ["Analysis", "Claim", "Look", "Regime", "Test", "analyze", "arm_label"
 
 REPORT_MARGINS = (0.25, 0.5, 1.0)  # non-inferiority margins the report reads off the interval beside the declared one
 POWER = 0.8  # the power at which the report gives seeds per arm
-KINDS = {"fast_optimization": "noninferiority", "better_accuracy": "superiority",
-         "cross_task_transfer": "superiority"}
-WHAT = {"fast_optimization": "FSP with stage 2 at a third of the full budget minus scratch at the full budget",
-        "better_accuracy": "FSP (stage 2 at the full budget) minus scratch (the full budget)",
-        "cross_task_transfer": "FSP (stage 2 at the full budget) minus scratch (the full budget)"}
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,7 @@ class Claim:
     max_looks: int = 0
     power_n: int | None = None  # fixed-n seeds per arm for POWER at power_effect, at the observed spread
     power_effect: float = math.nan  # the true distance to the boundary that power_n is for (points)
-    by_margin: dict[float, str] = field(default_factory=dict)  # fast_optimization: margin -> reading
+    by_margin: dict[float, str] = field(default_factory=dict)  # non-inferiority: margin -> reading
     gains: tuple[TeacherGain, ...] = ()
     spec: ClaimSpec | None = None
 
@@ -145,7 +137,7 @@ def _design(cfg: ClaimSpec) -> sequential.Design:
 
 
 def _rule(cfg: ClaimSpec) -> sequential.Rule:
-    return sequential.Rule(KINDS[cfg.key], cfg.smallest_effect, cfg.margin)
+    return sequential.Rule(kinds.get(cfg.key).rule, cfg.smallest_effect, cfg.margin)
 
 
 def _complete(arms: list[pd.DataFrame], k: int) -> int:
@@ -198,7 +190,7 @@ def _looks(cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame, seq: sequent
 def _decision_text(cfg: ClaimSpec, look: Look, code: int, looks: int) -> str:
     where = f"at look {look.look} of {looks} (n = {look.n} per arm)"
     iv = f"the repeated interval [{look.low:+.2f}, {look.high:+.2f}]"
-    if KINDS[cfg.key] == "noninferiority":
+    if kinds.get(cfg.key).rule == "noninferiority":
         return (f"{where}: {iv} lies above -{cfg.margin:g}" if code == sequential.SUPPORTED
                 else f"{where}: {iv} lies below -{cfg.margin:g}")
     if code == sequential.NO_EFFECT:
@@ -265,68 +257,28 @@ def _not_converged(reg: Regime) -> str | None:
 
 
 def _descriptive(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec) -> tuple[list[Test], float | None]:
-    """Controls, the budget sweep and steps-to-target, each on the first look's seeds of its arms."""
+    """The claim kind's own descriptive tests, then the budget sweep, each on the first look's seeds of its arms."""
     g, a, f, k, paired = cfg.group, cfg.arch, cfg.budget, cfg.look_every, cfg.paired
-    fsp_f = select(runs, g, "fsp", a, f, k)
+    kind = kinds.get(cfg.key)
     out: list[Test] = []
 
     def add(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, role: str = "control") -> None:
         if not treat.empty and not ctrl.empty:
             out.append(compare_accuracy(name, treat, ctrl, matching(treat, ctrl), role=role, paired=paired))
 
-    target = None
-    if cfg.key == "fast_optimization":
-        short = cast(int, cfg.short_budget)
-        add("fsp_short_vs_scratch_short", select(runs, g, "fsp", a, short, k), select(runs, g, "scratch", a, short, k))
-        scratch_f = select(runs, g, "scratch", a, f, k)
-        if not fsp_f.empty and not scratch_f.empty:
-            col = "final_curve_acc" if "final_curve_acc" in scratch_f else "final_acc"
-            target = cfg.target * float(scratch_f[col].mean())
-            out += _to_target_tests(df, fsp_f, scratch_f, target,
-                                    f"{steps_label(fsp_f)} vs {steps_label(scratch_f)}; target {100 * target:.2f}% = "
-                                    f"{cfg.target:g} x scratch's full-budget mean on the curve's test images")
-    else:
-        init = int(fsp_f["init_steps"].max()) if not fsp_f.empty else 0
-        if init:
-            add("fsp_vs_scratch_total_steps", fsp_f, select(runs, g, "scratch", a, f + init, k))
-        for other in sorted(set(runs.loc[runs["group"] == g, "method"]) - {"fsp", "scratch"}):
-            add(f"fsp_vs_{other}", fsp_f, select(runs, g, other, a, f, k))
+    own, target = kind.descriptive(add, df, runs, cfg, select)
+    out += own
     student = runs[(runs["group"] == g) & (runs["role"] == "student")]
-    budgets = sorted(set(student.loc[student["method"] == "fsp", "budget"])
-                     & set(student.loc[student["method"] == "scratch", "budget"]))
+    t_name, c_name = kinds.TREATMENT, kinds.CONTROL
+    budgets = sorted(set(student.loc[student["method"] == t_name, "budget"])
+                     & set(student.loc[student["method"] == c_name, "budget"]))
     for b in budgets:
-        if b < f or (b == f and cfg.key == "fast_optimization"):
+        if b < f or (b == f and kind.sweep_at_full):
             before = len(out)
-            add(f"sweep_{b}", select(runs, g, "fsp", a, b, k), select(runs, g, "scratch", a, b, k), role="sweep")
+            add(f"sweep_{b}", select(runs, g, t_name, a, b, k), select(runs, g, c_name, a, b, k), role="sweep")
             if len(out) > before:
                 out[-1] = replace(out[-1], extra={**out[-1].extra, "fraction_of_full": b / f})
     return out, target
-
-
-def _to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame, target: float,
-                     label: str) -> list[Test]:
-    """Steps and seconds to ``target`` (curve_acc, interpolated), FSP / scratch as ratios of geometric means."""
-    ids = [*fsp["run_id"], *scratch["run_id"]]
-    curves = {rid: c.sort_values("step") for rid, c in df[df["run_id"].isin(ids)].groupby("run_id")}
-    hits = {rid: steps_to_target(c, target) for rid, c in curves.items()}
-    out = []
-    for metric, col, what in (
-        ("main_steps_to_target_ratio", "main_step", "main-task steps only (as the paper counts)"),
-        ("steps_to_target_ratio", "step", "all steps, stage 1 included"),
-        ("time_to_target_ratio", "wall_time_s", "training seconds, teacher forward passes included"),
-    ):
-        t = np.array([hits.get(r, {}).get(col, math.nan) for r in fsp["run_id"]], dtype=float)
-        c = np.array([hits.get(r, {}).get(col, math.nan) for r in scratch["run_id"]], dtype=float)
-        iv = stats.log_ratio_interval(t, c)  # NaN when a run never reached the target (censored)
-        out.append(Test(f"to_target_{col}", metric, "to_target", iv.estimate, (iv.low, iv.high), len(t) + len(c),
-                        tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", None,
-                        fails(fsp, scratch),
-                        {"target_acc": target, "treatment_reached": int((~np.isnan(t)).sum()),
-                         "control_reached": int((~np.isnan(c)).sum()),
-                         "treatment_mean": float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
-                         "control_mean": float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
-                         "interpolation": "linear between the curve points around the first crossing"}))
-    return out
 
 
 # ---------------------------------------------------------------- a claim
@@ -350,7 +302,7 @@ def _gains(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, paired: 
 def _power(cfg: ClaimSpec, main: Test) -> tuple[int | None, float]:
     """Fixed-n seeds per arm for 80% power at the stated effect: the smallest effect of interest
     (superiority) or a true difference of 0 against -margin (non-inferiority); noncentral t."""
-    effect = cfg.margin if KINDS[cfg.key] == "noninferiority" else cfg.smallest_effect
+    effect = cfg.margin if kinds.get(cfg.key).rule == "noninferiority" else cfg.smallest_effect
     e = main.extra
     n = sequential.seeds_for_power(effect, e.get("treatment_sd", math.nan), e.get("control_sd", math.nan), POWER,
                                    cfg.alpha, cfg.paired, e.get("difference_sd"))
@@ -383,8 +335,8 @@ def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str)
         looks, verdict, reason, stopped, reg = _sequential(runs, cfg, treat, ctrl, reg)
     last = looks[-1]
     t_at, c_at = treat[treat["run_id"].isin(last.treatment_runs)], ctrl[ctrl["run_id"].isin(last.control_runs)]
-    base = compare_accuracy("fsp_vs_scratch" if cfg.key != "fast_optimization" else "fsp_short_vs_scratch_full",
-                            t_at, c_at, matching(t_at, c_at), role="decides", paired=cfg.paired)
+    base = compare_accuracy(kinds.get(cfg.key).decides, t_at, c_at, matching(t_at, c_at), role="decides",
+                            paired=cfg.paired)
     main = replace(base, ci=(last.low, last.high),
                    extra={**base.extra, "look": last.look, "critical": last.critical, "se": last.se, "df": last.df,
                           "interval": "repeated (group-sequential) 95% interval"})
@@ -392,13 +344,13 @@ def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str)
     tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom) if g is not None), *descriptive]
     power_n, effect = _power(cfg, main)
     by_margin = ({m: sequential.VERDICTS[int(sequential.decide(last.low, last.high, replace(_rule(cfg), margin=m)))]
-                  for m in sorted({*REPORT_MARGINS, cfg.margin})} if KINDS[cfg.key] == "noninferiority" else {})
+                  for m in sorted({*REPORT_MARGINS, cfg.margin})} if _rule(cfg).kind == "noninferiority" else {})
     e = main.extra
     summary = (f"{steps_label(t_at)}: {e['treatment_mean']:.2f}% vs {steps_label(c_at)}: {e['control_mean']:.2f}%: "
                f"{main.estimate:+.2f} points, repeated 95% CI [{last.low:+.2f}, {last.high:+.2f}] at look "
                f"{last.look} of {cfg.looks}, n = {last.n} per arm ({cfg.seeding})")
     design = _design(cfg)
-    return Claim(key, verdict, reason, f"{WHAT[key]}: {_rule(cfg).describe()}", tuple(tests), summary, reg,
+    return Claim(key, verdict, reason, f"{kinds.get(key).what}: {_rule(cfg).describe()}", tuple(tests), summary, reg,
                  cfg.seeding, design.describe(), looks, stopped, cfg.looks, power_n, effect, by_margin,
                  _gains(runs, t_at, c_at, cfg.paired), cfg), target
 
@@ -412,7 +364,7 @@ def analyze(df: pd.DataFrame, claims: Mapping[str, ClaimSpec]) -> Analysis:
     """Every claim of the benchmark from a labelled runs table, each through its looks."""
     runs = final_runs(df)
     out, targets = [], {}
-    for key in KINDS:
+    for key in kinds.keys():
         c, target = claim(df, runs, claims.get(key), key)
         out.append(c)
         if target is not None:
@@ -438,7 +390,7 @@ def _design_json(c: Claim) -> dict[str, Any] | None:
                            "max_seeds": s.max_seeds, "looks": s.looks, "alpha_per_side": s.alpha,
                            "spending": "Lan-DeMets O'Brien-Fleming type", "smallest_effect": s.smallest_effect,
                            "description": c.design}
-    if KINDS[c.key] == "noninferiority":
+    if kinds.get(c.key).rule == "noninferiority":
         out["margin"] = s.margin
     if s.headroom:
         out["headroom"] = s.headroom

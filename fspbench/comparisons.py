@@ -204,7 +204,7 @@ def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget:
 @dataclass(frozen=True)
 class Regime:
     """Where a claim was tested: how long its runs trained, whether doubling that still helps, and (for
-    better_accuracy) how far the teachers are ahead of the scratch students."""
+    a claim with headroom) how far the teachers are ahead of the scratch students."""
 
     arch: str
     full_budget: int  # main-task steps

@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from fspbench import registry
+from fspbench import methods, registry
 from fspbench.errors import BadInput
 
 ROLES = ("teacher", "student")
@@ -137,7 +137,9 @@ class RunConfig:
     arch: str = "resnet20"  # resnet{6n+2}, tv-resnet18, tv-resnet34
     width: int = 1  # channel multiplier of CIFAR ResNets (paper's CIFAR-100 ResNet-32: 4)
     weights: str = ""  # local pretrained weights file for tv-resnet* (ImageNet), empty: random init
-    method: str = "scratch"  # scratch | fsp | fitnet | kd
+    method: str = "scratch"  # a name of fspbench.methods: scratch | fsp | fitnet | kd | at | a plug-in's
+    # the method's own settings (fspbench.methods: each method's ``settings``), e.g. {beta = 1000}
+    options: tuple[tuple[str, bool | int | float | str], ...] = ()
     role: str = "student"  # teacher | student: only labels the run in results
     seed: int = 0
     teacher: str = ""  # run record (.json) or checkpoint (.pt) of a finished run
@@ -189,7 +191,7 @@ class RunConfig:
         """Check values that types alone cannot; raise BadInput naming the key."""
         _one_of("task", self.task, tuple(registry.TASKS))
         registry.check_arch(self.arch)
-        _one_of("method", self.method, tuple(registry.METHODS))
+        _one_of("method", self.method, methods.names())
         _one_of("role", self.role, ROLES)
         _one_of("device", self.device, DEVICES)
         _one_of("precision", self.precision, PRECISIONS)
@@ -228,7 +230,7 @@ class RunConfig:
         n = registry.TASKS[self.task].num_classes
         if any(not 0 <= c < n for c in self.classes):
             raise BadInput(f"classes: expected class ids in 0..{n - 1} for {self.task}, got {list(self.classes)}")
-        method = registry.METHODS[self.method]
+        method = methods.get(self.method)
         if method.needs_teacher and not self.teacher:
             raise BadInput(
                 f"teacher: method {self.method!r} needs a teacher: "
@@ -236,9 +238,11 @@ class RunConfig:
             )
         if not method.needs_teacher and self.teacher:
             raise BadInput(
-                f"teacher: method {self.method!r} uses no teacher; "
-                "drop teacher or pick one of fsp, fitnet, kd"
+                f"teacher: method {self.method!r} uses no teacher; drop teacher or pick one of "
+                f"{', '.join(n for n in methods.names() if methods.get(n).needs_teacher)}"
             )
+        method.check_options(dict(self.options))
+        method.validate(self)
         return self
 
     def _validate_fsp(self) -> None:
@@ -250,22 +254,14 @@ class RunConfig:
         _one_of("fsp.adapter", r.adapter, registry.ADAPTERS)
         if r.weights and any(w < 0 for w in r.weights):
             raise BadInput(f"fsp.weights: expected weights >= 0, got {list(r.weights)}")
-        m = registry.CIFAR_ARCH.match(self.arch)
-        blocks = registry.cifar_depth_blocks(int(m.group(1))) if m else 0
-        if self.method == "fsp" and r.pairs == "torchdistill" and m and blocks < 2:
-            # torchdistill's pairs start at each section's second block (features.pair_points)
-            key, instead = (("fsp.pairs", "fsp.pairs=paper or consecutive") if self.fsp.pairs
-                            else ("fsp.style", "fsp.style=paper, repdistiller or kdzoo"))
-            raise BadInput(
-                f"{key}: the torchdistill layout needs two blocks per section (it pairs the input of each "
-                f"section's second block with the section output) and {self.arch} has one; use a deeper "
-                f"CIFAR ResNet (resnet14, resnet20, ...) or {instead}"
-            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested with only its given keys)."""
         d: dict[str, Any] = _plain(dataclasses.asdict(self))
         d["fsp"] = self.fsp.to_dict()
+        d["options"] = dict(self.options)
+        if not self.options:  # runs of methods without options keep the ids they had before options existed
+            del d["options"]
         return d
 
     def run_id(self, teacher_run_id: str = "") -> str:
@@ -298,15 +294,7 @@ def teacher_mismatch(cfg: RunConfig, teacher: RunConfig, name: str = "the teache
     if t_in != s_in:
         return "teacher", (f"{name} reads {teacher.task} ({t_in} input channels) but the students read {cfg.task} "
                            f"({s_in}); pick a teacher with the same input channels")
-    if cfg.method in ("kd", "fitnet") and num_classes(teacher) != num_classes(cfg):
-        return "methods", (f"{cfg.method} distils logits but {name} has {num_classes(teacher)} classes and the "
-                           f"students {num_classes(cfg)}")
-    cifar = registry.CIFAR_ARCH.match(cfg.arch) and registry.CIFAR_ARCH.match(teacher.arch)
-    if cfg.method == "fsp" and cfg.fsp.adapter == "none" and cifar and cfg.width != teacher.width:
-        return "fsp.adapter", (f"students of width {cfg.width} against {name} of width {teacher.width}: channels "
-                               "differ; expected equal widths or fsp = {adapter = \"conv1x1\"}")
-    return None
-
+    return methods.get(cfg.method).teacher_mismatch(cfg, teacher, name)
 
 def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:
     if value not in accepted:
@@ -336,8 +324,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         if not isinstance(fsp_raw, dict):
             raise BadInput(f"fsp: expected a table of FSP settings, got {fsp_raw!r}")
         fsp = FSPSettings(**_coerce_fields(FSPSettings, fsp_raw, prefix="fsp."))
-        top = {k: v for k, v in raw.items() if k != "fsp"}
-        cfg = RunConfig(fsp=fsp, **_coerce_fields(RunConfig, top, prefix="", skip=("fsp",)))
+        options = raw.get("options", {})
+        if not isinstance(options, dict):
+            raise BadInput(f"options: expected a table of the method's settings, e.g. {{beta = 1000}}, got {options!r}")
+        top = {k: v for k, v in raw.items() if k not in ("fsp", "options")}
+        cfg = RunConfig(fsp=fsp, options=tuple(sorted(options.items())),
+                        **_coerce_fields(RunConfig, top, prefix="", skip=("fsp", "options")))
         return cfg.validate()
     except BadInput as err:
         raise BadInput(f"{source}: {err}") from None

@@ -47,7 +47,8 @@ and an 18-run grid of 400-step ResNet-14 teachers and ResNet-8 students (20-21 p
 
 On another machine the fixed costs (PREPARE_S, RAY_START_S, TUNE_START_S, TUNE_END_S, ACTOR_START_S,
 TRIAL_OVERHEAD_S, POINT_OVERHEAD_S) are these times ``Calibration.fixed_scale``: a fresh interpreter's
-``import torch`` there (median of IMPORT_ROUNDS, cached with the kinds) over REFERENCE_IMPORT_S. They are
+``import torch`` there (the fastest of IMPORT_ROUNDS, cached with the kinds: a busy machine only slows
+an import down) over REFERENCE_IMPORT_S. They are
 imports, process starts and small file writes, which follow the machine's single-thread speed, not its
 vector units. On a 2-core AMD EPYC with AVX-512 (2026-12-02) the import took 1.35-1.64 s (scale about
 0.5), and the smoke grid's fixed costs, fitted as one factor on the reference's, came to 0.44 of them.
@@ -74,7 +75,8 @@ from typing import TYPE_CHECKING, Any
 
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_json
-from fspbench.registry import TASKS, stage_plans
+from fspbench.methods import stage_plans
+from fspbench.registry import TASKS
 
 if TYPE_CHECKING:  # the grid module imports torch through the methods registry
     from fspbench.grid import Benchmark, GridRun
@@ -88,7 +90,7 @@ ACTOR_START_S = 6.8  # a new trial actor: the worker's imports of torch and fspb
 TRIAL_OVERHEAD_S = 0.16  # per trial: set-up (data subset, networks, record), final checkpoint, Tune's hand-over
 POINT_OVERHEAD_S = 0.045  # per evaluation point: state file, Tune report and checkpoint
 # the fixed costs above are the reference machine's; another machine's are these times its speed at
-# them, measured as a fresh interpreter's `import torch` (IMPORT_ROUNDS, median) over the reference's
+# them, measured as a fresh interpreter's `import torch` (the fastest of IMPORT_ROUNDS) over the reference's
 REFERENCE_IMPORT_S = 3.0  # `import torch` on the reference machine: the bulk of its PREPARE_S (3.0-3.2 s)
 IMPORT_ROUNDS = 3
 RAY_CPU = 0.04  # cores' worth of CPU the trials lose to Ray's processes beyond the calibration's interference
@@ -144,6 +146,7 @@ def stage_kinds(cfg: RunConfig, teacher: RunConfig | None) -> list[Kind]:
         what = {"net": _net(cfg), "objective": plan.objective, "batch": cfg.batch_size,
                 "augment": cfg.augment, "hflip": cfg.hflip,
                 "fsp": cfg.fsp.identity() if plan.objective == "fsp" else {},
+                **({"options": dict(cfg.options)} if cfg.options else {}),
                 "teacher": _net(teacher) if teacher is not None and plan.uses_teacher else None}
         kinds.append(Kind(_key(what), cfg, teacher if plan.uses_teacher else None, i))
     return kinds
@@ -234,8 +237,8 @@ def _workload(kind: Kind) -> Work:
     import torch
 
     from fspbench.data import EVAL_BATCH, BatchStream, eval_batches
-    from fspbench.methods import METHODS, StageContext
     from fspbench.models import build_model
+    from fspbench.objectives import StageContext, stage_specs
     from fspbench.train import evaluate, make_optimizer, optimizer_step, resolve_device
 
     cfg = kind.cfg
@@ -266,7 +269,7 @@ def _workload(kind: Kind) -> Work:
         tk, _, _ = _shape(kind.teacher)
         teacher = build_model(kind.teacher.arch, tk, data.in_channels, kind.teacher.width)
         teacher.to(device).to(memory_format=fmt).eval().requires_grad_(False)
-    spec = METHODS[cfg.method].stages(cfg)[kind.stage]
+    spec = stage_specs(cfg)[kind.stage]
     probe = eval_batches(data, memory_format=fmt)[0][0][:2]
     objective = spec.objective(StageContext(student, teacher, cfg, probe)).to(device).to(memory_format=fmt)
     opt, sched = make_optimizer(list(student.parameters()) + list(objective.parameters()), spec, cfg)
@@ -471,7 +474,8 @@ def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibr
         if complete:
             _cache_update(machine, {k.key: known[k.key] for k in todo})
     if FIXED_SCALE_KEY not in known:
-        known[FIXED_SCALE_KEY] = median(import_seconds() for _ in range(IMPORT_ROUNDS)) / REFERENCE_IMPORT_S
+        # the fastest of a few: another process's load only ever slows an import down
+        known[FIXED_SCALE_KEY] = min(import_seconds() for _ in range(IMPORT_ROUNDS)) / REFERENCE_IMPORT_S
         _cache_update(machine, {FIXED_SCALE_KEY: known[FIXED_SCALE_KEY]})
     return Calibration(machine, {key: known[key] for key in by_key}, round(time.perf_counter() - t0, 2),
                        len(todo), len(by_key) - len(todo), alongside, known[FIXED_SCALE_KEY])

@@ -13,7 +13,7 @@ A benchmark file declares teachers, student groups and the claims to test:
                                    # students split evenly over the teachers); + RunConfig keys (nested fsp
                                    # tables merge over [defaults]); method_settings = {fitnet = {...}}
                                    # holds RunConfig keys for one method's runs only
-    [claims.<claim>]               # fast_optimization | better_accuracy | cross_task_transfer
+    [claims.<claim>]               # a claim kind's key (fspbench.claims)
 
 ``budgets`` is a list of main-task steps (RunConfig.steps) for every method of the group, or a
 table of lists per method (``budgets = {fsp = [200], scratch = [200, 600]}``) so that a
@@ -36,9 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import fspbench
+from fspbench import claims as claim_kinds
+from fspbench import methods
 from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge, teacher_mismatch
 from fspbench.errors import BadInput
-from fspbench.registry import METHODS, check_arch, init_steps
+from fspbench.methods import init_steps
+from fspbench.registry import check_arch
 from fspbench.spec import SEEDINGS, AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec
 
 TOP_KEYS = ("name", "description", "defaults", "resources", "design", "teachers", "students", "claims", "ablation")
@@ -62,13 +65,7 @@ TEACHER_SET = {"role": "remove it", "method": "remove it (teachers train from sc
 STUDENT_SET = {"role": "remove it", "method": "use methods = [...]", "seed": "use seeds = [...]",
                "arch": "use archs = [...]", "steps": "use budgets = [...]"}
 _FIELD_OF = {"method": "methods", "seed": "seeds", "arch": "archs", "steps": "budgets"}  # student table keys
-CLAIM_KEYS: dict[str, tuple[str, ...]] = {
-    "fast_optimization": ("group", "arch", "short_budget", "full_budget", "margin", "target", "seeding",
-                          "smallest_effect"),
-    "better_accuracy": ("group", "arch", "budget", "seeding", "smallest_effect", "headroom"),
-    "cross_task_transfer": ("group", "arch", "budget", "seeding", "smallest_effect"),
-}
-CLAIM_METHODS = ("fsp", "scratch")  # every claim compares FSP students with scratch ones
+CLAIM_METHODS = (claim_kinds.TREATMENT, claim_kinds.CONTROL)  # every claim compares FSP students with scratch ones
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 _FSP_KEYS = tuple(f.name for f in fields(FSPSettings))
@@ -486,9 +483,9 @@ class _Loader:
         return list(value)
 
     def check_method(self, key: str, method: str) -> None:
-        if method not in METHODS:
-            raise self.fail(key, f"unknown method {method!r}{_did_you_mean(method, tuple(METHODS))}; "
-                                 f"expected names from {', '.join(METHODS)}")
+        if method not in methods.names():
+            raise self.fail(key, f"unknown method {method!r}{_did_you_mean(method, methods.names())}; "
+                                 f"expected names from {', '.join(methods.names())}")
 
     def check_arch(self, key: str, arch: str) -> None:
         try:
@@ -630,8 +627,8 @@ class _Loader:
         out: dict[str, ClaimSpec] = {}
         for claim, table in value.items():
             key = f"claims.{claim}"
-            if claim not in CLAIM_KEYS:
-                raise self.unknown(key, tuple(CLAIM_KEYS), claim)
+            if claim not in claim_kinds.keys():
+                raise self.unknown(key, claim_kinds.keys(), claim)
             assert design is not None  # parse refuses claims without [design]
             out[claim] = self.claim(claim, self.sub_table(table, key), groups, teacher_tables, defaults, design)
         seeding: dict[str, ClaimSpec] = {}
@@ -645,40 +642,14 @@ class _Loader:
     def claim(self, claim: str, table: dict[str, Any], groups: dict[str, GroupSpec],
               teacher_tables: dict[str, dict[str, Any]], defaults: dict[str, Any], design: DesignSpec) -> ClaimSpec:
         """One [claims.<key>] table, checked against its group: the arms its test and its regime need."""
-        key = f"claims.{claim}"
+        key, kind = f"claims.{claim}", claim_kinds.get(claim)
         for k in table:
-            if k not in CLAIM_KEYS[claim]:
-                raise self.unknown(f"{key}.{k}", CLAIM_KEYS[claim], k)
-        d = ClaimSpec("", "", "", 0)  # the defaults of the optional keys
-        c = {"seeding": design.seeding, "smallest_effect": design.smallest_effect,
-             **({"margin": d.margin, "target": d.target} if claim == "fast_optimization" else {}),
-             **({"headroom": design.headroom} if claim == "better_accuracy" else {}), **table}
+            if k not in kind.table_keys:
+                raise self.unknown(f"{key}.{k}", kind.table_keys, k)
+        c = {**kind.defaults(design), **table}
         g = self.claim_group(c, key, groups)
-        if claim == "fast_optimization":
-            self.claim_budget(c, key, "short_budget", g, ("fsp",))
-            self.claim_budget(c, key, "full_budget", g, ("scratch", "fsp"))
-            if c["short_budget"] >= c["full_budget"]:
-                raise self.fail(f"{key}.short_budget", f"expected less than full_budget "
-                                                       f"({c['full_budget']}), got {c['short_budget']}")
-            if not _is_number(c["margin"]) or c["margin"] <= 0:
-                raise self.fail(f"{key}.margin", f"expected accuracy points > 0, got {c['margin']!r}")
-            if not _is_number(c["target"]) or not 0 < c["target"] <= 1:
-                raise self.fail(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget "
-                                                 f"mean accuracy, got {c['target']!r}")
-            t_arch = teacher_tables[g.teacher].get("arch", RunConfig.arch) if g.teacher else None
-            if t_arch != c["arch"]:
-                raise self.fail(f"{key}.group", f"the paper's fast optimization (its Table 1) distils a teacher of "
-                                f"the student's own network; group {g.name}'s teacher {g.teacher or '(none)'} is "
-                                f"{t_arch}, the claim's arch {c['arch']}")
-            c["budget"] = c.pop("full_budget")
-        else:
-            if "budget" not in c:
-                common = sorted(set(g.budgets["fsp"]) & set(g.budgets["scratch"]))
-                if not common:
-                    raise self.fail(f"{key}.budget", f"group {g.name} has no budget shared by fsp and scratch")
-                c["budget"] = common[-1]
-            self.claim_budget(c, key, "budget", g, ("fsp", "scratch"))
-        for m in ("scratch", "fsp"):  # the convergence check: both at 2F
+        kind.check(self, key, c, g, teacher_tables[g.teacher] if g.teacher else None, merge(defaults, g.settings))
+        for m in CLAIM_METHODS:  # the convergence check: both at 2F
             if 2 * c["budget"] not in g.budgets[m]:
                 raise self.fail(f"{key}.group", f"the regime check trains {m} at twice the full budget; add "
                                                 f"{2 * c['budget']} to group {g.name}'s budgets for {m}")
@@ -688,8 +659,7 @@ class _Loader:
         for k in ("smallest_effect", "headroom"):
             if k in table and (not _is_number(table[k]) or table[k] <= 0):
                 raise self.fail(f"{key}.{k}", f"expected accuracy points > 0, got {table[k]!r}")
-        if claim == "cross_task_transfer" and g.teacher:
-            self.check_cross_task(key, g, teacher_tables[g.teacher], merge(defaults, g.settings))
+        d = ClaimSpec("", "", "", 0)  # the defaults of the optional keys
         return ClaimSpec(claim, g.name, c["arch"], c["budget"], c["seeding"], design.look_every, design.max_seeds,
                          design.alpha, float(c["smallest_effect"]), float(c.get("headroom", 0.0)),
                          c.get("short_budget"), float(c.get("margin", d.margin)), float(c.get("target", d.target)))
@@ -722,17 +692,6 @@ class _Loader:
                 raise self.fail(f"{key}.{leaf}", f"{v} is not a budget of the {m} students of group {g.name} "
                                                  f"(budgets: {g.budgets[m]})")
 
-    def check_cross_task(self, key: str, g: GroupSpec, teacher: dict[str, Any], students: dict[str, Any]) -> None:
-        """The teacher must come from another task: another data set, other classes or outside weights."""
-        def task_of(d: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
-            task = d.get("task", RunConfig.task)
-            return task, tuple(d.get("classes", ())) or ()
-
-        if task_of(teacher) == task_of(students) and not teacher.get("weights"):
-            raise self.fail(f"{key}.group", f"the teacher {g.teacher} of group {g.name} is trained on the "
-                                            "students' own task and classes; expected a teacher from another "
-                                            "task, other classes or pretrained weights")
-
 
 def group_seeding(spec: BenchmarkSpec) -> dict[str, bool]:
     """Group name -> paired? in a [design] grid: its claims' seeding, else the [design] table's."""
@@ -744,7 +703,7 @@ def group_seeding(spec: BenchmarkSpec) -> dict[str, bool]:
 
 
 def _needs_teacher(method: str) -> bool:
-    return METHODS[method].needs_teacher
+    return methods.get(method).needs_teacher
 
 
 def _quote(v: Any) -> str:

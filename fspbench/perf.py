@@ -45,8 +45,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from fspbench.config import RunConfig
 from fspbench.data import BatchStream, TaskData
 from fspbench.hardware import detect
-from fspbench.methods import CrossEntropy, FSPObjective, StageContext, StageSpec
 from fspbench.models import build_model
+from fspbench.objectives import CrossEntropy, FSPObjective, StageContext, StageSpec
 from fspbench.train import make_optimizer, optimizer_step
 
 BATCH = 128

@@ -1,22 +1,17 @@
 """Every name fspbench accepts, and what is known about it without torch.
 
-Tasks, networks, methods (their stages: length, learning rate, objective) and the FSP choices
-live here once. config validates against them, grid expands benchmark files with them, the
-estimate and the report read them, and the torch modules (data, models, methods, features, fsp)
-build from them, so none of those repeats a name and the report never imports torch.
+Tasks, networks and the FSP choices live here once (methods are plug-ins: fspbench.methods). config
+validates against them, grid expands benchmark files with them, the estimate and the report read them,
+and the torch modules (data, models, features, fsp) build from them, so none of those repeats a name
+and the report never imports torch.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fspbench.errors import BadInput
-
-if TYPE_CHECKING:  # config imports this module for its validation
-    from fspbench.config import RunConfig
 
 # ---------------------------------------------------------------- tasks
 
@@ -76,82 +71,3 @@ PAIR_LAYOUTS = ("paper", "consecutive", "torchdistill")
 POOLS = ("max", "avg")
 DISTANCES = ("paper", "mse_mean", "l2_norm_dim1", "l2_norm")
 ADAPTERS = ("none", "conv1x1")
-
-# ---------------------------------------------------------------- methods and their stages
-
-# objective name -> whether it runs the teacher (methods.OBJECTIVES builds each one)
-OBJECTIVES: dict[str, bool] = {"ce": False, "fsp": True, "hint": True, "ce_kd": True}
-
-
-@dataclass(frozen=True)
-class StagePlan:
-    """One stage of a method for one run: its length in optimizer steps, lr schedule and objective.
-
-    kd_weights: (start, end) of the KD term's weight, linear over the stage (objective "ce_kd").
-    """
-
-    name: str  # "init" (before the main task) or "main"
-    steps: int
-    lr: float
-    milestones: tuple[float, ...]  # fractions of ``steps`` where lr is multiplied by gamma
-    objective: str  # a key of OBJECTIVES
-    kd_weights: tuple[float, float] | None = None
-
-    @property
-    def uses_teacher(self) -> bool:
-        return OBJECTIVES[self.objective]
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    name: str
-    needs_teacher: bool
-    plan: Callable[[RunConfig], list[StagePlan]]
-    summary: str
-
-
-def _main(cfg: RunConfig, objective: str, kd: tuple[float, float] | None = None) -> StagePlan:
-    return StagePlan("main", cfg.steps, cfg.lr, cfg.milestones, objective, kd)
-
-
-def _init(cfg: RunConfig, ratio: float, lr: float, milestones: tuple[float, ...], objective: str) -> StagePlan:
-    steps = cfg.init_steps if cfg.init_steps is not None else max(1, round(cfg.steps * ratio))
-    lr = cfg.init_lr if cfg.init_lr is not None else lr
-    ms = cfg.init_milestones if cfg.init_milestones is not None else milestones
-    return StagePlan("init", steps, lr, ms, objective)
-
-
-def _kd_weights(cfg: RunConfig, start: float, end: float) -> tuple[float, float]:
-    s = cfg.kd_weight_start if cfg.kd_weight_start is not None else start
-    e = cfg.kd_weight_end if cfg.kd_weight_end is not None else end
-    return s, e
-
-
-def _fsp(cfg: RunConfig) -> list[StagePlan]:
-    # paper, CIFAR-10: stage 1 lr 1e-3 / 1e-4 / 1e-5 until 11k / 16k / 21k; stage 2 the same length
-    return [_init(cfg, 1.0, 1e-3, (11 / 21, 16 / 21), "fsp"), _main(cfg, "ce")]
-
-
-def _fitnet(cfg: RunConfig) -> list[StagePlan]:
-    # as the FSP paper ran FitNet: 35k hint steps (lr 1e-4, 1e-5 after 25k) per 21k main steps, then
-    # cross-entropy + KD with its weight falling 4 -> 1
-    return [_init(cfg, 35 / 21, 1e-4, (25 / 35,), "hint"), _main(cfg, "ce_kd", _kd_weights(cfg, 4.0, 1.0))]
-
-
-METHODS: dict[str, MethodInfo] = {m.name: m for m in (
-    MethodInfo("scratch", False, lambda cfg: [_main(cfg, "ce")], "cross-entropy only"),
-    MethodInfo("fsp", True, _fsp, "FSP loss, then cross-entropy (the paper)"),
-    MethodInfo("fitnet", True, _fitnet, "hint at the middle section, then CE + KD"),
-    MethodInfo("kd", True, lambda cfg: [_main(cfg, "ce_kd", _kd_weights(cfg, 1.0, 1.0))], "cross-entropy + Hinton KD"),
-)}
-
-
-def stage_plans(cfg: RunConfig) -> list[StagePlan]:
-    """The stages a run trains, in order (one for scratch and kd, two for fsp and fitnet)."""
-    return METHODS[cfg.method].plan(cfg)
-
-
-def init_steps(cfg: RunConfig) -> int:
-    """Stage-1 steps of a run (0 for one-stage methods): what it spends before its main-task budget."""
-    plans = stage_plans(cfg)
-    return plans[0].steps if len(plans) > 1 else 0

@@ -6,8 +6,10 @@ decides the claims from them. Neither torch nor pandas is needed to read them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
+
+from fspbench import claims
 
 SEEDINGS = ("independent", "paired")
 
@@ -22,8 +24,8 @@ class DesignSpec:
     alpha: one-sided error per side (Lan-DeMets O'Brien-Fleming-type spending over the looks).
     smallest_effect: the smallest effect of interest (points): the convergence threshold of the
     regime checks, and "no benefit as large as this" contradicts a superiority claim.
-    headroom: better_accuracy's regime check: the teachers minus scratch students of the student's
-    network, lower end of the repeated interval, in points.
+    headroom: the regime check of claims that need headroom (their ``headroom`` key): the teachers minus
+    scratch students of the student's network, lower end of the repeated interval, in points.
     """
 
     seeding: str
@@ -43,9 +45,10 @@ class ClaimSpec:
     """One ``[claims.<key>]`` table, with the grid's [design] filled in where the claim does not override it.
 
     group, arch: the student group and network whose FSP and scratch students are compared.
-    budget: the full main-task budget F at which the claim is decided (fast_optimization's full_budget).
-    short_budget: fast_optimization only: FSP's stage-2 budget set against scratch at F.
-    margin: fast_optimization's non-inferiority margin (accuracy points).
+    budget: the full main-task budget F at which the claim is decided (a "full_budget" key where the claim
+    kind calls it so).
+    short_budget: a non-inferiority claim's FSP stage-2 budget set against scratch at F (else None).
+    margin: a non-inferiority claim's margin (accuracy points).
     target: fraction of scratch's full-budget mean accuracy that steps-to-target counts to.
     seeding, look_every, max_seeds, alpha, smallest_effect: as DesignSpec, for this claim.
     headroom: the teacher's required lead over scratch (points; 0: not checked).
@@ -75,25 +78,15 @@ class ClaimSpec:
 
     def deciding_arms(self) -> tuple[tuple[str, int], tuple[str, int]]:
         """(method, main-task budget) of the treatment and the control: the arms that get seeds at every look."""
-        treat = self.short_budget if self.short_budget is not None else self.budget
-        return ("fsp", treat), ("scratch", self.budget)
+        return claims.get(self.key).deciding_arms(self)
 
     def regime_arms(self) -> tuple[tuple[str, int], ...]:
         """(method, budget) of the convergence check: scratch and FSP (stage 2) at F and at 2F."""
-        f = self.budget
-        return ("scratch", f), ("scratch", 2 * f), ("fsp", f), ("fsp", 2 * f)
+        return claims.get(self.key).regime_arms(self)
 
     def to_dict(self) -> dict[str, Any]:
-        """The table's keys as the file writes them (fast_optimization: short_budget and full_budget)."""
-        d = asdict(self)
-        d.pop("key")
-        if self.key == "fast_optimization":
-            d["full_budget"] = d.pop("budget")
-            d.pop("headroom")
-        else:
-            for k in ("short_budget", "margin", "target"):
-                d.pop(k)
-        return d
+        """The table's keys as the file writes them (its claim kind's)."""
+        return claims.get(self.key).to_dict(self)
 
 
 @dataclass(frozen=True)

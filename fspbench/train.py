@@ -37,8 +37,8 @@ from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
 from fspbench.hardware import check_precision, cpu_flags_and_name, detect
 from fspbench.io import atomic_torch_save, sha256_file, write_record
-from fspbench.methods import METHODS, Objective, StageContext, StageSpec
 from fspbench.models import build_model
+from fspbench.objectives import Objective, StageContext, StageSpec, stage_specs
 
 EvalCallback = Callable[[dict[str, Any], Path | None], None]
 
@@ -293,7 +293,7 @@ def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -
     torch.manual_seed(cfg.seed)  # model init; the data order has its own generator
     student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width, cfg.weights)
     student.to(device, memory_format=fmt)
-    stages = METHODS[cfg.method].stages(cfg)
+    stages = stage_specs(cfg)
     ctx = StageContext(student, teacher.model if teacher else None, cfg, full_test[0][0][:2])
     objectives: list[Objective] = [s.objective(ctx).to(device, memory_format=fmt) for s in stages]
     if cfg.compile:

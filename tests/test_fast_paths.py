@@ -16,8 +16,8 @@ from helpers import tiny
 from fspbench.data import BatchStream, eval_batches, load_task
 from fspbench.features import FeatureCapture
 from fspbench.fsp import fsp_loss
-from fspbench.methods import FSPObjective, HintObjective, StageContext
 from fspbench.models import build_model
+from fspbench.objectives import FSPObjective, HintObjective, StageContext
 from fspbench.train import evaluate, train_run
 
 CL = torch.channels_last

@@ -16,8 +16,8 @@ from torch import nn
 
 from fspbench.config import FSPSettings, RunConfig, config_from_dict
 from fspbench.errors import BadInput
-from fspbench.methods import FSPObjective, StageContext
 from fspbench.models import build_model
+from fspbench.objectives import FSPObjective, StageContext
 
 SECTIONS = ("layer1", "layer2", "layer3")
 

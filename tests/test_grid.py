@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from fspbench import methods
 from fspbench.grid import Benchmark, at_look, available_benchmarks, load_benchmark, resolve_benchmark
-from fspbench.methods import METHODS
 
 PRESETS = ("smoke", "default", "full", "paper")
 
@@ -116,7 +116,7 @@ def test_teacher_links(preset: Benchmark) -> None:
         assert t.run_id == t.config.run_id()
     for s in preset.students:
         assert s.role == s.config.role == "student"
-        if METHODS[s.config.method].needs_teacher:
+        if methods.get(s.config.method).needs_teacher:
             assert s.teacher_run_id in teacher_ids
             assert Path(s.config.teacher).is_absolute()
             assert s.config.teacher.endswith(f"runs/{s.teacher_run_id}.json")
@@ -175,7 +175,7 @@ def test_design_of_the_presets(name: str) -> None:
         f = claim["budget"]
         runs = [s for s in b.students if s.group == claim["group"]]
         budgets = {m: {s.config.steps for s in runs if s.config.method == m} for m in {s.config.method for s in runs}}
-        init = {next(st.steps for st in METHODS["fsp"].stages(s.config) if st.name == "init")
+        init = {next(st.steps for st in methods.get("fsp").plan(s.config) if st.name == "init")
                 for s in runs if s.config.method == "fsp"}
         assert len(init) == 1 and 3 * init.pop() == pytest.approx(f, abs=1)  # stage 1 = F/3
         assert {f, 2 * f, f + round(f / 3)} <= budgets["scratch"]  # full, regime check, total steps matched
@@ -197,7 +197,7 @@ def test_paper_settings() -> None:
     fast = b.claims["fast_optimization"].to_dict()
     assert (fast["short_budget"], fast["full_budget"]) == (21000, 64000)
     fitnet = next(s for s in b.students if s.config.method == "fitnet" and s.config.task == "cifar10")
-    assert METHODS["fitnet"].stages(fitnet.config)[0].steps == 35000
+    assert methods.get("fitnet").plan(fitnet.config)[0].steps == 35000
     c100 = [r for r in b.runs if r.config.task == "cifar100"]
     assert c100 and all(not r.config.augment and r.config.width == 4 for r in c100)
     cub = [s for s in b.students if s.config.task == "cub200" and s.config.method == "fsp"]

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 from helpers import tiny
 
+from fspbench import methods
 from fspbench.errors import BadInput
-from fspbench.methods import METHODS, FSPObjective, StageContext, kd_term
 from fspbench.models import build_model
+from fspbench.objectives import FSPObjective, StageContext, kd_term
 from fspbench.train import train_run
 
 
@@ -18,14 +19,14 @@ def _stage_losses(record: dict, stage: str) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", sorted(methods.names()))
 def test_each_method_loss_falls_on_real_data(method: str, teacher_record, tmp_path) -> None:
-    teacher = str(teacher_record) if METHODS[method].needs_teacher else ""
+    teacher = str(teacher_record) if methods.get(method).needs_teacher else ""
     cfg = tiny(method=method, teacher=teacher, steps=60, init_steps=60, eval_every=20)
     rec = train_run(cfg, tmp_path)
     assert rec["status"] == "ok"
     stages = [s["name"] for s in rec["stages"]]
-    assert stages == (["init", "main"] if method in ("fsp", "fitnet") else ["main"])
+    assert stages == [p.name for p in methods.get(method).plan(cfg)]
     for stage in stages:
         losses = _stage_losses(rec, stage)
         assert len(losses) == 3

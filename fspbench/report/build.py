@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from fspbench import analysis, comparisons
+from fspbench import analysis, comparisons, methods
+from fspbench import claims as kinds
 from fspbench.ablation import ablation_json, ablation_of
 from fspbench.errors import BadInput
 from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
@@ -23,8 +24,7 @@ from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
 from fspbench.results import read_record
 
-TITLES = {"fast_optimization": "Claim 1: fast optimization", "better_accuracy": "Claim 2: better accuracy",
-          "cross_task_transfer": "Claim 3: cross-task transfer"}
+TITLES = {key: kinds.get(key).title for key in kinds.keys()}  # each claim kind's section title
 
 
 def load_results(results_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Benchmark]:
@@ -163,7 +163,7 @@ def _boundaries(c: analysis.Claim) -> list[float]:
     s = c.spec
     if s is None:
         return [0.0]
-    return [0.0, -s.margin] if c.key == "fast_optimization" else [0.0, s.smallest_effect]
+    return kinds.get(c.key).boundaries(s)
 
 
 def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_dir: Path) -> dict[str, str]:
@@ -188,8 +188,8 @@ def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_
     sweep = summaries.sweep_rows(a)
     if not sweep.empty and sweep["fraction"].nunique() > 1:
         save(figures.budget_sweep(sweep, TITLES), "budget_sweep")
-    target = a.targets.get("fast_optimization")
     for c in ran:
+        target = a.targets.get(c.key)
         sides = summaries.compared_runs(c, a.runs)
         if not sides:
             continue
@@ -197,7 +197,7 @@ def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_
         acc = {k: pd.concat([p[k] for p in acc_parts], ignore_index=True) for k in ("steps", "seconds")}
         stage1 = pd.concat([summaries.stage1_band(df, ids, label) for label, ids in sides.items()], ignore_index=True)
         save(figures.learning_curves(acc, stage1, TITLES[c.key],
-                                     100 * target if c.key == "fast_optimization" and target else None),
+                                     100 * target if target else None),
              f"curves_{c.key}")
 
     students = summary[summary["role"] == "student"].copy()
@@ -208,8 +208,9 @@ def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_
                                for acc in a.runs.set_index("run_id").loc[list(ids), "final_acc"]])
         save(figures.final_accuracy(students, points, "Final test accuracy per arm"), "final_accuracy")
 
-    fast = next(c for c in a.claims if c.key == "fast_optimization")
-    to_target = next((t for t in fast.tests if t.role == "to_target"), None)
+    with_target = [c for c in a.claims if c.key in a.targets]
+    to_target = next((t for c in with_target for t in c.tests if t.role == "to_target"), None)
+    target = a.targets[with_target[0].key] if with_target else None
     if to_target is not None and target is not None:
         by_id = a.runs.set_index("run_id")
         parts = []
@@ -224,7 +225,7 @@ def _figures(df: pd.DataFrame, a: analysis.Analysis, summary: pd.DataFrame, fig_
 
 def _arm_order(students: pd.DataFrame, a: analysis.Analysis) -> pd.DataFrame:
     """Student arms grouped by task (one panel each), compared arms side by side (by budget, then method)."""
-    order = {"fsp": 0, "scratch": 1, "kd": 2, "fitnet": 3}
+    order = {name: i for i, name in enumerate(methods.names())}  # the methods' report order
     task_of = a.runs.groupby("group")["task"].first()
     images = a.runs.groupby("group")["train_images"].max()
     students["panel"] = [f"{task_of.get(g, '')}, group {g} ({images.get(g, 0):,} training images)"
@@ -259,6 +260,7 @@ def _look_table(c: analysis.Claim) -> pd.DataFrame:
 
 def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.DataFrame]) -> list[render.Block]:
     b: list[render.Block] = [("h", 2, TITLES[c.key])]
+    has_target = any(t.role == "to_target" for t in c.tests)
     if not c.looks:
         return [*b, ("p", f"**Verdict: {c.verdict}** ({c.reason}).")]
     b += [
@@ -297,8 +299,8 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
         b.append(("figure", figs[f"curves_{c.key}"],
                   f"{TITLES[c.key]}: stage-1 loss (left), test accuracy against main-task steps (middle) and "
                   "against training seconds with stage 1 included (right); mean and 95% t band over seeds"
-                  + ("; dashed: the target accuracy" if c.key == "fast_optimization" else "")))
-    if c.key == "fast_optimization" and "steps_to_target" in figs:
+                  + ("; dashed: the target accuracy" if has_target else "")))
+    if has_target and "steps_to_target" in figs:
         b.append(("figure", figs["steps_to_target"],
                   "Steps to the target accuracy per run, with and without stage 1, and in seconds"))
     return b

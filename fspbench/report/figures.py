@@ -14,12 +14,17 @@ import matplotlib as mpl
 import pandas as pd
 from matplotlib.figure import Figure
 
-COLORS = {"fsp": "#1f77b4", "scratch": "#d62728", "fitnet": "#2ca02c", "kd": "#9467bd"}
+from fspbench import claims as kinds
+from fspbench import methods
+
 _CYCLE = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
 
 def _color(label: str, i: int) -> str:
-    return _CYCLE[i % len(_CYCLE)] if label.split(" ")[0] not in COLORS else COLORS[label.split(" ")[0]]
+    """A method's own colour (``Method.color``) for a label that starts with its name, else the i-th of a cycle."""
+    name = label.split(" ")[0]
+    own = methods.get(name).color if name in methods.names() else ""
+    return own or _CYCLE[i % len(_CYCLE)]
 
 
 def learning_curves(acc: dict[str, pd.DataFrame], stage1: pd.DataFrame, title: str,
@@ -214,7 +219,7 @@ def teacher_gains(rows: pd.DataFrame, titles: dict[str, str]) -> Figure:
     axes = fig.subplots(1, max(1, len(claims)), squeeze=False)[0]
     for ax, claim in zip(axes, claims):
         sel = rows[rows["claim"] == claim]
-        ax.scatter(sel["teacher_acc"], sel["gain"], color=COLORS["fsp"], s=18)
+        ax.scatter(sel["teacher_acc"], sel["gain"], color=_color(kinds.TREATMENT, 0), s=18)
         ax.axhline(0, color="black", linewidth=1)
         ax.set_xlabel("its teacher's final test accuracy (%)")
         against = sel["against"].iloc[0] if not sel.empty else ""

@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from fspbench import claims as kinds
 from fspbench import stats
 from fspbench.ablation import Ablation
 from fspbench.analysis import Analysis, Claim, steps_label, steps_to_target
@@ -171,7 +172,7 @@ def sweep_rows(analysis: Analysis) -> pd.DataFrame:
         if c.regime is None:
             continue
         for t in c.tests:
-            if t.role == "sweep" or (t.role == "decides" and c.key != "fast_optimization"):
+            if t.role == "sweep" or (t.role == "decides" and not kinds.get(c.key).sweep_at_full):
                 frac = t.extra.get("fraction_of_full", 1.0)
                 rows.append({"claim": c.key, "fraction": float(frac), "budget": round(frac * c.regime.full_budget),
                              "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n})

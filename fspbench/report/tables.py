@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from fspbench import claims as kinds
 from fspbench.ablation import Ablation
 from fspbench.analysis import Analysis
 from fspbench.comparisons import INTERVALS, compare_accuracy
@@ -87,32 +88,10 @@ def group_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- (d): effect sizes beside published ones
 
-# (claim, source, setting, regime, effect in points or None when it cannot be verified). Effects only:
-# levels from different data sets are never set side by side.
-PUBLISHED_EFFECTS: list[tuple[str, str, str, str, float | None]] = [
-    ("fast_optimization", "paper (verified)", "CIFAR-10, ResNet-26: FSP student 21k+21k vs the teacher trained 64k",
-     "64k iterations of batch 128 (~164 epochs)", 92.14 - 91.75),
-    ("better_accuracy", "paper, Tables 3/4 (unverified)", "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> "
-     "ResNet-14, FSP vs scratch", "paper schedules", None),
-    ("cross_task_transfer", "paper, Table 5 (unverified)", "ImageNet ResNet-34 -> ResNet-20 on CUB-200, FSP vs "
-     "scratch", "not stated", None),
-    *[("better_accuracy", "RepDistiller (CIFAR-100)", setting, "240 epochs, FSP stage 30 epochs", fsp - scratch)
-      for setting, scratch, fsp in (("wrn-40-2 -> wrn-16-2", 73.26, 72.91), ("resnet56 -> resnet20", 69.06, 69.95),
-                                    ("resnet110 -> resnet20", 69.06, 70.11), ("resnet110 -> resnet32", 71.14, 71.89),
-                                    ("resnet32x4 -> resnet8x4", 72.50, 72.62), ("vgg13 -> vgg8", 70.36, 70.23))],
-    *[("better_accuracy", "Knowledge-Distillation-Zoo", setting, "200 epochs after a 50-epoch FSP stage",
-       fsp - scratch)
-      for setting, scratch, fsp in (("ResNet-20 -> ResNet-20, CIFAR-10", 92.37, 92.76),
-                                    ("ResNet-110 -> ResNet-20, CIFAR-10", 92.37, 92.78),
-                                    ("ResNet-20 -> ResNet-20, CIFAR-100", 68.92, 69.61),
-                                    ("ResNet-110 -> ResNet-20, CIFAR-100", 68.92, 69.78))],
-]
-
-
 def effect_table(analysis: Analysis, claim: str) -> pd.DataFrame:
     """One claim's effect: the paper's (where verified), converged reproductions', and this run's, with regimes."""
     rows = [{"source": src, "setting": setting, "regime": regime, "effect": f"{eff:+.2f}" if eff is not None else NA,
-             "ci": ""} for key, src, setting, regime, eff in PUBLISHED_EFFECTS if key == claim]
+             "ci": ""} for src, setting, regime, eff in kinds.get(claim).published]
     c = next((c for c in analysis.claims if c.key == claim), None)
     t = next((t for t in c.tests if t.role == "decides"), None) if c else None
     if c is not None and t is not None:
@@ -210,8 +189,11 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
         fp32 = sel[(sel["key"] == bf16["key"].iloc[0]) & (sel["precision"] == "fp32")]
         if fp32.empty:
             continue
-        # twins that share their seeds (a paired [design] grid) are compared pair by pair
-        paired = bool((bf16["seed_index"] >= 0).all() and set(bf16["seed"]) == set(fp32["seed"]))
+        # twins that share their seeds (a paired [design] grid) are compared pair by pair, on the bf16 runs'
+        # seeds: later looks may have added fp32 seeds that have no bf16 twin
+        paired = bool((bf16["seed_index"] >= 0).all() and set(bf16["seed"]) <= set(fp32["seed"]))
+        if paired:
+            fp32 = fp32[fp32["seed"].isin(set(bf16["seed"]))]
         test = compare_accuracy("bf16_vs_fp32", bf16.sort_values("seed_index"), fp32.sort_values("seed_index"), "",
                                 paired=paired)
         first = bf16.iloc[0]

@@ -1,4 +1,5 @@
-"""Training methods as a registry: each method is a list of stages, each stage one objective.
+"""The objectives (losses) of the built-in methods' stages, with torch; fspbench.methods says which
+stage of which method uses which.
 
 | method  | stage "init" (first)                          | stage "main"                              |
 |---------|-----------------------------------------------|-------------------------------------------|
@@ -22,13 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fspbench import registry
+from fspbench import methods
 from fspbench.config import RunConfig
 from fspbench.errors import BadInput
 from fspbench.features import FeatureCapture, Point, pair_points
 from fspbench.fsp import fsp_loss_to, fsp_matrix, match_spatial
 from fspbench.models import section_names
-from fspbench.registry import MethodInfo, StagePlan
 
 
 @dataclass
@@ -217,6 +217,41 @@ class HintObjective(HookedObjective):
         return 0.5 * (u - v).pow(2).sum(dim=(1, 2, 3)).mean()
 
 
+MapLoss = Callable[[list[torch.Tensor], list[torch.Tensor]], torch.Tensor]  # (student maps, teacher maps) -> loss
+
+
+class SectionMapsObjective(HookedObjective):
+    """Cross-entropy plus a loss between the student's and the frozen teacher's section outputs: the
+    building block of methods that match feature maps section by section (attention transfer's).
+
+    ``map_loss(student_maps, teacher_maps)`` -> scalar, each a list of (B, C, H, W) maps, one per section of
+    the student, in order; a teacher with more sections than the student contributes its first ones.
+    """
+
+    uses_teacher = True
+
+    def __init__(self, ctx: StageContext, map_loss: MapLoss) -> None:
+        super().__init__()
+        assert ctx.teacher is not None
+        self.student, self.teacher = [ctx.student], [ctx.teacher]
+        s_secs, t_secs = section_names(ctx.student), section_names(ctx.teacher)
+        if len(t_secs) < len(s_secs):
+            raise BadInput(f"teacher: it has {len(t_secs)} sections, the student {len(s_secs)}; "
+                           "pick a teacher with at least as many sections")
+        self.s_points = [Point(n) for n in s_secs]
+        self.t_points = [Point(n) for n in t_secs[: len(s_secs)]]
+        self.map_loss = map_loss
+        self.hooks = [(ctx.teacher, self.t_points), (ctx.student, self.s_points)]
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, caps: list[FeatureCapture]) -> torch.Tensor:
+        tcap, scap = caps
+        _teacher_forward(self.teacher[0], x)
+        logits = self.student[0](x)
+        s_maps = [scap.maps[p] for p in self.s_points]
+        t_maps = [tcap.maps[p].clone() for p in self.t_points]  # out of inference mode: autograd may read them
+        return F.cross_entropy(logits, y) + self.map_loss(s_maps, t_maps)
+
+
 def kd_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton KD: T^2 * KL(softmax(t / T) || softmax(s / T)), mean over examples. Logits (B, K)."""
     log_p_s = F.log_softmax(student_logits / temperature, dim=1)
@@ -258,28 +293,11 @@ class StageSpec:
     objective: Callable[[StageContext], Objective]
 
 
-@dataclass(frozen=True)
-class Method:
-    """A registry method (its name, teacher need and stage plans) with each stage's objective built."""
+def stage_specs(cfg: RunConfig) -> list[StageSpec]:
+    """A run's stages, each with the factory of its objective (its method's ``objective``)."""
+    method = methods.get(cfg.method)
 
-    info: MethodInfo
+    def factory(plan: methods.StagePlan) -> Callable[[StageContext], Objective]:
+        return lambda ctx: method.objective(plan, ctx)  # type: ignore[return-value]
 
-    @property
-    def needs_teacher(self) -> bool:
-        return self.info.needs_teacher
-
-    def stages(self, cfg: RunConfig) -> list[StageSpec]:
-        return [StageSpec(p.name, p.steps, p.lr, p.milestones, _objective(p)) for p in self.info.plan(cfg)]
-
-
-def _objective(plan: StagePlan) -> Callable[[StageContext], Objective]:
-    """The objective class of a registry stage plan (KD's with its weights bound)."""
-    if plan.objective == "ce_kd":
-        w = plan.kd_weights or (1.0, 1.0)
-        return lambda ctx: CrossEntropyKD(ctx, *w)
-    return {"ce": CrossEntropy, "fsp": FSPObjective, "hint": HintObjective}[plan.objective]
-
-
-METHODS: dict[str, Method] = {
-    name: Method(info) for name, info in registry.METHODS.items()
-}
+    return [StageSpec(p.name, p.steps, p.lr, p.milestones, factory(p)) for p in method.plan(cfg)]

@@ -1,0 +1,131 @@
+"""The paper's claims as plug-ins: one module per claim kind, found by its key.
+
+A claim kind is a ``ClaimKind`` subclass registered with ``@register``: its key (the ``[claims.<key>]``
+table and the claims.json entry), its title in the report, its table's keys and their defaults, the
+checks of its table against the grid, the arms it decides between and its rule (superiority or
+non-inferiority), the descriptive tests beside the deciding one, and the published effects the report
+sets it beside. grid, spec, analysis and the report ask this registry; nothing else names a claim.
+Every claim sets FSP students (TREATMENT) against scratch students (CONTROL) of one group and network.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+if TYPE_CHECKING:  # annotations only: no pandas at import
+    import pandas as pd
+
+    from fspbench.comparisons import Test
+    from fspbench.spec import ClaimSpec, DesignSpec
+
+TREATMENT, CONTROL = "fsp", "scratch"  # the methods every claim compares
+COMMON_KEYS = ("group", "arch", "seeding", "smallest_effect")  # keys every claim's table accepts
+AddTest = Callable[..., None]  # add(name, treatment runs, control runs, role="control")
+Published = tuple[str, str, str, float | None]  # source, setting, regime, effect in points (None: unverified)
+
+
+class ClaimKind:
+    """One kind of claim. Subclasses set the class attributes and override what differs."""
+
+    key: ClassVar[str]
+    title: ClassVar[str]
+    order: ClassVar[int] = 100
+    rule: ClassVar[str] = "superiority"  # or "noninferiority" (at -margin)
+    what: ClassVar[str] = ""  # the deciding difference in words
+    decides: ClassVar[str] = "fsp_vs_scratch"  # the deciding test's name in claims.json
+    keys: ClassVar[tuple[str, ...]] = ("budget",)  # the table's own keys beside COMMON_KEYS
+    published: ClassVar[tuple[Published, ...]] = ()
+    sweep_at_full: ClassVar[bool] = False  # the budget sweep includes the full budget itself
+
+    @property
+    def table_keys(self) -> tuple[str, ...]:
+        return (*COMMON_KEYS[:2], *self.keys, *COMMON_KEYS[2:])
+
+    def defaults(self, design: DesignSpec) -> dict[str, Any]:
+        """The table's optional keys that the [design] (or the claim) fills in when the file leaves them out."""
+        return {"seeding": design.seeding, "smallest_effect": design.smallest_effect}
+
+    def check(self, loader: Any, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
+              students: dict[str, Any]) -> None:
+        """Check the table ``c`` (defaults filled in) against its group and set ``c["budget"]`` (F); raise
+        ``loader.fail(key path, what)`` where it does not fit. The default: ``budget`` (else the largest budget
+        FSP and scratch share) must be a budget of both."""
+        if "budget" not in c:
+            common = sorted(set(group.budgets[TREATMENT]) & set(group.budgets[CONTROL]))
+            if not common:
+                raise loader.fail(f"{key}.budget", f"group {group.name} has no budget shared by {TREATMENT} and "
+                                                   f"{CONTROL}")
+            c["budget"] = common[-1]
+        loader.claim_budget(c, key, "budget", group, (TREATMENT, CONTROL))
+
+    def deciding_arms(self, spec: ClaimSpec) -> tuple[tuple[str, int], tuple[str, int]]:
+        """(method, main-task budget) of the treatment and the control: the arms that get seeds at every look."""
+        return (TREATMENT, spec.budget), (CONTROL, spec.budget)
+
+    def regime_arms(self, spec: ClaimSpec) -> tuple[tuple[str, int], ...]:
+        """(method, budget) of the convergence check: scratch and FSP (stage 2) at F and at 2F."""
+        f = spec.budget
+        return (CONTROL, f), (CONTROL, 2 * f), (TREATMENT, f), (TREATMENT, 2 * f)
+
+    def to_dict(self, spec: ClaimSpec) -> dict[str, Any]:
+        """The table's keys as the file writes them."""
+        d = asdict(spec)
+        for k in ("key", "short_budget", "margin", "target"):
+            d.pop(k)
+        return d
+
+    def boundaries(self, spec: ClaimSpec) -> list[float]:
+        """The lines the report draws beside the intervals: 0 and the decision's other boundary."""
+        return [0.0, -spec.margin] if self.rule == "noninferiority" else [0.0, spec.smallest_effect]
+
+    def descriptive(self, add: AddTest, df: pd.DataFrame, runs: pd.DataFrame, spec: ClaimSpec,
+                    select: Callable[..., pd.DataFrame]) -> tuple[list[Test], float | None]:
+        """The claim's own descriptive tests beside the deciding one, on the first look's seeds (``add`` keeps
+        a comparison; tests it builds itself are returned), and its target accuracy if it has one."""
+        return [], None
+
+
+def baselines(add: AddTest, runs: pd.DataFrame, spec: ClaimSpec, select: Callable[..., pd.DataFrame]) -> None:
+    """Scratch with FSP's stage 1 added (total steps matched), and FSP against every other method of the group
+    (the baselines the benchmark file puts there: KD and FitNet in the presets) at F."""
+    g, a, f, k = spec.group, spec.arch, spec.budget, spec.look_every
+    fsp_f = select(runs, g, TREATMENT, a, f, k)
+    init = int(fsp_f["init_steps"].max()) if not fsp_f.empty else 0
+    if init:
+        add(f"{TREATMENT}_vs_{CONTROL}_total_steps", fsp_f, select(runs, g, CONTROL, a, f + init, k))
+    for other in sorted(set(runs.loc[runs["group"] == g, "method"]) - {TREATMENT, CONTROL}):
+        add(f"{TREATMENT}_vs_{other}", fsp_f, select(runs, g, other, a, f, k))
+
+
+_REGISTRY: dict[str, ClaimKind] = {}
+_loaded = False
+K = TypeVar("K", bound=type[ClaimKind])
+
+
+def register(cls: K) -> K:
+    """Class decorator: make ``cls`` available under ``cls.key``."""
+    _REGISTRY[cls.key] = cls()
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def keys() -> tuple[str, ...]:
+    """Every claim's key, in the report's order."""
+    _load()
+    return tuple(sorted(_REGISTRY, key=lambda k: (_REGISTRY[k].order, k)))
+
+
+def get(key: str) -> ClaimKind:
+    _load()
+    return _REGISTRY[key]
