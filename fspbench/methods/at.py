@@ -1,0 +1,64 @@
+"""at: attention transfer (Zagoruyko and Komodakis, ICLR 2017), activation-based, as their code computes it
+(szagoruyko/attention-transfer, utils.py ``at`` and ``at_loss``; cifar.py's loss).
+
+The attention map of a section output a (B, C, H, W) is the mean over channels of the squared
+activations, flattened and L2-normalised per example: Q(a) = F.normalize(a.pow(2).mean(1).view(B, -1)),
+(B, H*W). A section's loss is the mean over batch and positions of the squared difference of the
+student's and the teacher's maps: mean((Q(a_S) - Q(a_T))^2). One stage, teacher frozen:
+
+    L = cross-entropy + beta / 2 * sum over sections of the section losses,   beta = 1000 (their default)
+
+Student and teacher maps must have the same spatial size at each section (as fspbench's ResNets on the
+same input have); a teacher with more sections gives its first ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fspbench.errors import BadInput
+from fspbench.methods import Method, StagePlan, main_stage, register
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from fspbench.config import RunConfig
+    from fspbench.objectives import StageContext
+
+BETA = 1000.0  # cifar.py --beta default
+
+
+def attention_map(a: torch.Tensor) -> torch.Tensor:
+    """Q(a): (B, C, H, W) -> (B, H*W), the channel mean of a^2, L2-normalised per example."""
+    import torch.nn.functional as F  # here, not at the top: the method registry imports without torch
+
+    return F.normalize(a.pow(2).mean(1).view(a.size(0), -1))
+
+
+def at_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """One section's loss: mean over batch and positions of (Q(student) - Q(teacher))^2."""
+    if student.shape[2:] != teacher.shape[2:]:
+        raise BadInput(f"method at: the student's section maps are {tuple(student.shape[2:])} and the teacher's "
+                       f"{tuple(teacher.shape[2:])}; attention transfer needs maps of equal size")
+    return (attention_map(student) - attention_map(teacher)).pow(2).mean()
+
+
+@register
+class AttentionTransfer(Method):
+    name = "at"
+    needs_teacher = True
+    label = "AT"
+    summary = "cross-entropy + beta/2 x the attention-map losses of every section (Zagoruyko & Komodakis)"
+    settings = {"beta": BETA}
+    order = 4
+
+    def plan(self, cfg: RunConfig) -> list[StagePlan]:
+        return [main_stage(cfg, "ce_at", True)]
+
+    def objective(self, plan: StagePlan, ctx: StageContext) -> nn.Module:
+        from fspbench.objectives import SectionMapsObjective
+
+        beta = float(self.option(ctx.cfg, "beta"))
+        return SectionMapsObjective(
+            ctx, lambda s, t: beta / 2 * sum(at_loss(a, b) for a, b in zip(s, t, strict=True)))
