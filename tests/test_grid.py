@@ -62,9 +62,9 @@ def test_preset_counts(preset: Benchmark) -> None:
 def test_preset_counts_by_hand() -> None:
     """The arithmetic of the first look spelled out once, so a preset edit that changes the grid is noticed."""
     counts = {n: (len(b.teachers), len(b.students)) for n in PRESETS for b in [load_benchmark(n, "/tmp/r")]}
-    # smoke, 2 seeds: main (fsp 4 + scratch 5 + kd 1 + fitnet 1 budgets), cross (2 + 3), bf16 (1 + 1), the
-    # ablation arm (1); teachers: one per paired seed (main, bf16 and the arm share them) + one per cross FSP seed
-    assert counts["smoke"] == (2 + 2, (11 + 5 + 2 + 1) * 2)
+    # smoke, 2 seeds: main (fsp 4 + scratch 5 + kd 1 + fitnet 1 + at 1 budgets), cross (2 + 3), bf16 (1 + 1),
+    # the ablation arm (1); teachers: one per paired seed (main, bf16 and the arm share them) + one per cross FSP seed
+    assert counts["smoke"] == (2 + 2, (12 + 5 + 2 + 1) * 2)
     look1 = {n: load_benchmark(n, "/tmp/r").design.look_every for n in PRESETS}
     k = look1["default"]
     assert counts["default"] == (2 * k, (11 + 5) * k)  # main and cross as in smoke, paired
@@ -181,7 +181,8 @@ def test_design_of_the_presets(name: str) -> None:
         assert {f, 2 * f, f + round(f / 3)} <= budgets["scratch"]  # full, regime check, total steps matched
         assert {f, 2 * f} <= budgets["fsp"]
     main = [s for s in b.students if s.group == better["group"]]
-    assert {s.config.method for s in main} == {"fsp", "fitnet", "kd", "scratch"}
+    extra = {"at"} if name == "smoke" else set()  # attention transfer beside KD and FitNet in the smoke grid
+    assert {s.config.method for s in main} == {"fsp", "fitnet", "kd", "scratch"} | extra
     sweep = {s.config.steps for s in main if s.config.method == "fsp"} & {s.config.steps for s in main
                                                                         if s.config.method == "scratch"}
     assert {round(full / 9), round(full / 3), full} <= sweep
