@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -68,9 +69,19 @@ def _exit_code(counts: dict[str, int]) -> int:
     return 0 if counts["failed"] == 0 and counts.get("not_run", 0) == 0 else 1
 
 
+def _local_folder(value: str, what: str) -> str:
+    """``value`` as a results folder; a URI (s3://, gs://, ...) is refused rather than taken for a folder named
+    after its scheme."""
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    if scheme:
+        raise BadInput(f"{what} {value}: {scheme.group(1)}:// locations are not supported; pass a folder (on a "
+                       "cluster, one every node sees, e.g. NFS: docs/CLUSTER.md)")
+    return value
+
+
 def _results_dir(args: argparse.Namespace) -> str:
     if args.results:
-        return args.results
+        return _local_folder(args.results, "--results")
     from fspbench.grid import resolve_benchmark
 
     return f"results/{resolve_benchmark(args.benchmark).stem}"
@@ -87,8 +98,8 @@ def _report(args: argparse.Namespace) -> int:
 
     from fspbench.report.build import build_report
 
-    results = Path(args.results_dir)
-    out = Path(args.out) if args.out else Path("reports") / results.resolve().name
+    results = Path(_local_folder(args.results_dir, "RESULTS_DIR"))
+    out = Path(_local_folder(args.out, "--out")) if args.out else Path("reports") / results.resolve().name
     summary = build_report(results, out)
     for claim, verdict in summary["verdicts"].items():
         print(f"{claim}: {verdict} ({summary['reasons'][claim]}); regime: {summary['regimes'][claim]}")

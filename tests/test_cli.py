@@ -108,3 +108,14 @@ def test_train_of_a_diverging_run_records_it_and_exits_0(tmp_path: Path) -> None
     assert "status diverged" in res.stdout
     (rec,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     assert rec["status"] == "diverged"
+
+
+@pytest.mark.parametrize("args", [["run", "smoke", "--results", "s3://bucket/smoke"],
+                                  ["run", "smoke", "--results", "gs://bucket/smoke", "--dry-run"],
+                                  ["report", "s3://bucket/smoke"]])
+def test_a_uri_for_results_is_refused_not_taken_for_a_folder(args: list[str], tmp_path: Path) -> None:
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and ":// locations are not supported" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # no folder named "s3:" or "gs:", nothing else
