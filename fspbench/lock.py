@@ -2,47 +2,54 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from filelock import FileLock, Timeout
+
 from fspbench.errors import BadInput
 
 LOCK_NAME = ".fspbench.lock"
 
 
-class ResultsLock:
-    """An exclusive ``flock`` on ``root/.fspbench.lock``.
+def _write_holder(fd: int) -> None:
+    """Record who holds the lock in the lock file itself, for the message a second runner gets."""
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                  f"{datetime.now(UTC).isoformat(timespec='seconds')}\n".encode(), 0)
 
-    flock belongs to the open file, so a killed runner (SIGKILL included) never leaves a stale
-    lock behind: the next ``fspbench run`` can always take it. The file itself stays and says who
-    held it last, for the message a second runner gets.
+
+class ResultsLock:
+    """An exclusive ``filelock.FileLock`` on ``root/.fspbench.lock``, taken without waiting.
+
+    On Linux FileLock is a kernel ``flock`` on the open file, so a killed runner (SIGKILL included)
+    never leaves a stale lock behind: the next ``fspbench run`` can always take it. The file stays
+    (``preserve_lock_file``, which also rules out filelock's soft fallback) and says who held it
+    last, for the message a second runner gets.
     """
 
     def __init__(self, root: Path) -> None:
         self.path = Path(root) / LOCK_NAME
-        self._fh: int | None = None
+        self._lock = FileLock(self.path, timeout=0, thread_local=False, preserve_lock_file=True,
+                              on_acquired=_write_holder)
 
     def acquire(self) -> None:
         """Take the lock (creating the folder if needed) or raise BadInput at once."""
-        if self._fh is not None:
+        if self._lock.is_locked:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise BadInput(f"{self.path.parent}: in use by another fspbench run ({holder}); wait for it to end "
-                           "or pass another --results folder") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                     f"{datetime.now(UTC).isoformat(timespec='seconds')}\n".encode())
-        self._fh = fd
+            self._lock.acquire()
+        except Timeout:
+            try:
+                holder = self.path.read_text(errors="replace")[:200].strip()
+            except OSError:
+                holder = ""
+            raise BadInput(f"{self.path.parent}: in use by another fspbench run ({holder or 'another process'}); "
+                           "wait for it to end or pass another --results folder") from None
 
     def acquire_if_exists(self) -> None:
         """Take the lock now if the folder exists (refuse a second runner before any slow work)."""
@@ -50,10 +57,8 @@ class ResultsLock:
             self.acquire()
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh, fcntl.LOCK_UN)
-            os.close(self._fh)
-            self._fh = None
+        if self._lock.is_locked:
+            self._lock.release(force=True)
 
     def __enter__(self) -> ResultsLock:
         return self

@@ -11,6 +11,7 @@ skewed ones too (same test). Nothing here draws random numbers without an explic
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,18 +46,24 @@ def welch_df(var_t: np.ndarray | float, n_t: int, var_c: np.ndarray | float, n_c
 
 
 def welch_interval(t: np.ndarray, c: np.ndarray, level: float = LEVEL) -> Interval:
-    """mean(t) - mean(c) with Welch's two-sided t interval; NaN bounds with fewer than 2 runs per arm."""
+    """mean(t) - mean(c) with Welch's two-sided t interval (scipy's ``ttest_ind(equal_var=False)``).
+
+    NaN bounds with fewer than 2 runs per arm; both arms constant: df inf and a zero-width interval.
+    """
     t, c = _arrays(t, c)
     if len(t) == 0 or len(c) == 0:
         return Interval(math.nan, math.nan, math.nan, math.nan, math.nan)
     est = float(t.mean() - c.mean())
     if len(t) < 2 or len(c) < 2:
         return Interval(est, math.nan, math.nan, math.nan, math.nan)
-    vt, vc = t.var(ddof=1), c.var(ddof=1)
-    se = math.sqrt(vt / len(t) + vc / len(c))
-    df = float(welch_df(vt, len(t), vc, len(c)))
-    half = float(stats.t.ppf(0.5 + level / 2, df)) * se if se > 0 else 0.0
-    return Interval(est, est - half, est + half, df, se)
+    se = math.sqrt(t.var(ddof=1) / len(t) + c.var(ddof=1) / len(c))
+    if se == 0:
+        return Interval(est, est, est, math.inf, 0.0)
+    with warnings.catch_warnings():  # one constant arm: scipy warns of precision loss, its variance is 0 exactly
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        res = stats.ttest_ind(t, c, equal_var=False)
+    ci = res.confidence_interval(level)
+    return Interval(est, float(ci.low), float(ci.high), float(res.df), se)
 
 
 def welch_p(t: np.ndarray, c: np.ndarray, null: float = 0.0, alternative: str = "two-sided") -> float | None:
@@ -140,11 +147,8 @@ IntervalFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 def welch_intervals(t: np.ndarray, c: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised welch_interval over draws: t (D, n_t), c (D, n_c) -> low (D,), high (D,)."""
-    nt, nc = t.shape[1], c.shape[1]
-    vt, vc = t.var(axis=1, ddof=1), c.var(axis=1, ddof=1)
-    est = t.mean(axis=1) - c.mean(axis=1)
-    half = stats.t.ppf(0.5 + level / 2, welch_df(vt, nt, vc, nc)) * np.sqrt(vt / nt + vc / nc)
-    return est - half, est + half
+    ci = stats.ttest_ind(t, c, axis=1, equal_var=False).confidence_interval(level)
+    return np.asarray(ci.low), np.asarray(ci.high)
 
 
 def percentile_bootstrap_intervals(t: np.ndarray, c: np.ndarray, rng: np.random.Generator, resamples: int = 2000,

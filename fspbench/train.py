@@ -497,14 +497,7 @@ def _load_state(path: Path, run_id: str) -> dict[str, Any] | None:
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
-    if not enabled:
-        return _NoBar()
+    """tqdm's bar for ``fspbench train``; disabled (every call a no-op) for Ray trials and --quiet."""
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
-
-
-class _NoBar:
-    def update(self, n: int) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, disable=not enabled)

@@ -11,14 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from fspbench.cluster import ClusterSlots
-from fspbench.estimate import Estimate, simulate
+from fspbench.estimate import Estimate, fmt_duration, simulate
 from fspbench.grid import GridRun
-
-
-def _fmt(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h:d}:{m:02d}:{s:02d}"
 
 
 def progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: ClusterSlots) -> Any:
@@ -57,7 +51,8 @@ def progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: C
             pending = total - self.done - failed - running
             now = time.monotonic()
             print(f"[fspbench] grid: {self.done} done, {running} running, {pending} pending, "
-                  f"{failed} failed; elapsed {_fmt(now - self.start)}, remaining ~{_fmt(self.remaining(now))}",
+                  f"{failed} failed; elapsed {fmt_duration(now - self.start)}, "
+                  f"remaining ~{fmt_duration(self.remaining(now))}",
                   flush=True)
 
         def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,12 @@ TINY = dict(train_per_class=100, batch_size=32, eval_every=20, eval_subset=500)
 
 def tiny(**changes) -> RunConfig:
     return RunConfig(**{**TINY, "arch": "resnet8", "steps": 40, **changes})
+
+
+def md_rows(text: str) -> list[list[str]]:
+    """The cells of every Markdown table row in ``text``, stripped of the padding a table's columns get."""
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", ln.strip())[1:-1]]
+            for ln in text.splitlines() if ln.startswith("|")]
 
 
 def set_args(cfg: dict) -> list[str]:

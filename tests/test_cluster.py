@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers import CLUSTER_BENCH, MultiNode, finished_records, grid_rows, run_cli, wait_for
+from helpers import CLUSTER_BENCH, MultiNode, finished_records, grid_rows, md_rows, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -88,8 +88,8 @@ def test_node_lost_while_training_the_teacher_is_retried_and_the_grid_is_unchang
     assert teacher["env"]["ray_node"]["id"] in run["joined"]  # finished on a node that joined
     build_report(run["results"], tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
-    (line,) = [ln for ln in md.splitlines() if ln.startswith("| retried trial time (s)")]
-    assert f"| {retry['lost_s']:.1f} (1 attempt retried) |" in line
+    (row,) = [r for r in md_rows(md) if r[0] == "retried trial time (s)"]
+    assert row[1:] == [f"{retry['lost_s']:.1f} (1 attempt retried)"]
 
 
 def test_grid_spreads_over_nodes_with_rows_equal_to_one_node(lost_and_joined: dict,

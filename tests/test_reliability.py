@@ -101,7 +101,7 @@ def test_second_runner_is_refused_at_once(tmp_path: Path) -> None:
 def test_lock_of_a_killed_runner_is_free(tmp_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; from fspbench.lock import ResultsLock; "
-         f"ResultsLock(Path({str(tmp_path)!r})).acquire(); print('held', flush=True); time.sleep(60)"],
+         f"lock = ResultsLock(Path({str(tmp_path)!r})); lock.acquire(); print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True,
     )
     assert holder.stdout.readline().strip() == "held"

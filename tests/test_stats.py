@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -24,6 +25,21 @@ def test_welch_interval_matches_scipy() -> None:
     assert stats.welch_p(t, c) == pytest.approx(sps.ttest_ind(t, c, equal_var=False).pvalue, rel=1e-12)
     greater = sps.ttest_ind(t, c, equal_var=False, alternative="greater").pvalue
     assert stats.welch_p(t, c, alternative="greater") == pytest.approx(greater, rel=1e-12)
+
+
+def test_welch_interval_edge_cases() -> None:
+    empty = stats.welch_interval(np.array([]), np.array([1.0, 2.0]))
+    assert all(math.isnan(v) for v in (empty.estimate, empty.low, empty.high, empty.df, empty.se))
+    one = stats.welch_interval(np.array([91.0]), np.array([90.0, 90.5]))  # a single run: the estimate alone
+    assert one.estimate == pytest.approx(0.75) and math.isnan(one.low) and math.isnan(one.high)
+    const = stats.welch_interval(np.full(3, 91.0), np.full(4, 90.0))  # both arms constant: zero width
+    assert (const.estimate, const.low, const.high, const.df, const.se) == (1.0, 1.0, 1.0, math.inf, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one constant arm: its variance is 0, no precision-loss warning
+        half = stats.welch_interval(np.full(3, 0.3), np.array([1.0, 2.0, 3.0]))
+    se = math.sqrt(1 / 3)  # var 1 / n 3; df = n - 1 of the varying arm
+    assert (half.df, half.se) == (pytest.approx(2.0), pytest.approx(se))
+    assert half.high - half.estimate == pytest.approx(sps.t.ppf(0.975, 2) * se)
 
 
 def test_welch_df_hand_value() -> None:

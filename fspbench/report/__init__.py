@@ -4,7 +4,7 @@ Modules, one job each:
   summaries.py  pure helpers: learning-curve bands, per-group summaries, steps to target, budget labels
   figures.py    matplotlib Figures from already computed data (never computes statistics)
   tables.py     the report's tables as DataFrames, and their CSV and LaTeX files
-  render.py     report.md and a self-contained report.html from the same blocks
+  render.py     report.md and a self-contained report.html from the same blocks (Jinja2 templates/)
   build.py      build_report: the only module that reads and writes files
 """
 
