@@ -308,26 +308,8 @@ def precision_not_run(grid: Mapping[str, Any], bench_groups: Mapping[str, int]) 
 
 
 def to_latex(df: pd.DataFrame) -> str:
-    """A booktabs tabular; pandas' to_latex when jinja2 is there, else a small hand-written one."""
-    try:
-        return df.to_latex(index=False, float_format=lambda x: f"{x:.2f}", na_rep="--")
-    except ImportError:
-        pass
-
-    def cell(v: Any) -> str:
-        if isinstance(v, float):
-            v = "--" if math.isnan(v) else f"{v:.2f}"
-        s = str(v)
-        for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                     ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
-            s = s.replace(a, b) if a != "\\" else s.replace(a, "\0")
-        return s.replace("\0", r"\textbackslash{}")
-
-    lines = [r"\begin{tabular}{" + "l" * len(df.columns) + "}", r"\toprule",
-             " & ".join(cell(c) for c in df.columns) + r" \\", r"\midrule"]
-    lines += [" & ".join(cell(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
+    """A booktabs tabular (pandas' to_latex, through jinja2)."""
+    return df.to_latex(index=False, float_format=lambda x: f"{x:.2f}", na_rep="--")
 
 
 def write_table(df: pd.DataFrame, out_dir: Path, name: str) -> list[Path]:
