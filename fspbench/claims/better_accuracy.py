@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fspbench.claims import AddTest, ClaimKind, Published, baselines, register
+from fspbench.claims import AddTest, ClaimKind, baselines, register
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +31,7 @@ class BetterAccuracy(ClaimKind):
     order = 2
     what = "FSP (stage 2 at the full budget) minus scratch (the full budget)"
     keys = ("budget", "headroom")
-    published: tuple[Published, ...] = (
+    published = (
         ("paper, Tables 3/4 (unverified)", "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> ResNet-14, FSP vs "
          "scratch", "paper schedules", None),
         *[("RepDistiller (CIFAR-100)", setting, "240 epochs, FSP stage 30 epochs", fsp - scratch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fspbench.claims import AddTest, ClaimKind, Published, baselines, register
+from fspbench.claims import AddTest, ClaimKind, baselines, register
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -28,7 +28,7 @@ class CrossTaskTransfer(ClaimKind):
     title = "Claim 3: cross-task transfer"
     order = 3
     what = "FSP (stage 2 at the full budget) minus scratch (the full budget)"
-    published: tuple[Published, ...] = (
+    published = (
         ("paper, Table 5 (unverified)", "ImageNet ResNet-34 -> ResNet-20 on CUB-200, FSP vs scratch", "not stated",
          None),
     )

@@ -14,6 +14,8 @@ same input have); a teacher with more sections gives its first ones.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
 from typing import TYPE_CHECKING
 
 from fspbench.errors import BadInput
@@ -60,5 +62,9 @@ class AttentionTransfer(Method):
         from fspbench.objectives import SectionMapsObjective
 
         beta = float(self.option(ctx.cfg, "beta"))
-        return SectionMapsObjective(
-            ctx, lambda s, t: beta / 2 * sum(at_loss(a, b) for a, b in zip(s, t, strict=True)))
+
+        def loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+            sections = [at_loss(a, b) for a, b in zip(student, teacher, strict=True)]
+            return beta / 2 * reduce(operator.add, sections)
+
+        return SectionMapsObjective(ctx, loss)
