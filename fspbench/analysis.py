@@ -176,7 +176,7 @@ def _headroom_gate(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, 
         base = compare_accuracy("headroom", teachers.iloc[:m], ctrl.iloc[:m], "teachers vs scratch students",
                                 role="regime", metric="headroom")
         tests.append(replace(base, ci=(float(looks.low[0, j]), float(looks.high[0, j])),
-                             extra={**base.extra, "critical": float(looks.critical[0, j]), "look": j + 1}))
+                             critical=float(looks.critical[0, j]), look=j + 1))
     return looks.low[0] >= cfg.headroom, tests
 
 
@@ -299,7 +299,7 @@ def _descriptive(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec) -> tuple[
             before = len(out)
             add(f"sweep_{b}", select(runs, g, "fsp", a, b, k), select(runs, g, "scratch", a, b, k), role="sweep")
             if len(out) > before:
-                out[-1] = replace(out[-1], extra={**out[-1].extra, "fraction_of_full": b / f})
+                out[-1] = replace(out[-1], fraction_of_full=b / f)
     return out, target
 
 
@@ -321,11 +321,11 @@ def _to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame,
         out.append(Test(f"to_target_{col}", metric, "to_target", iv.estimate, (iv.low, iv.high), len(t) + len(c),
                         tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", None,
                         fails(fsp, scratch),
-                        {"target_acc": target, "treatment_reached": int((~np.isnan(t)).sum()),
-                         "control_reached": int((~np.isnan(c)).sum()),
-                         "treatment_mean": float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
-                         "control_mean": float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
-                         "interpolation": "linear between the curve points around the first crossing"}))
+                        target_acc=target, treatment_reached=int((~np.isnan(t)).sum()),
+                        control_reached=int((~np.isnan(c)).sum()),
+                        treatment_mean=float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
+                        control_mean=float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
+                        interpolation="linear between the curve points around the first crossing"))
     return out
 
 
@@ -351,9 +351,9 @@ def _power(cfg: ClaimSpec, main: Test) -> tuple[int | None, float]:
     """Fixed-n seeds per arm for 80% power at the stated effect: the smallest effect of interest
     (superiority) or a true difference of 0 against -margin (non-inferiority); noncentral t."""
     effect = cfg.margin if KINDS[cfg.key] == "noninferiority" else cfg.smallest_effect
-    e = main.extra
-    n = sequential.seeds_for_power(effect, e.get("treatment_sd", math.nan), e.get("control_sd", math.nan), POWER,
-                                   cfg.alpha, cfg.paired, e.get("difference_sd"))
+    sd_t, sd_c = main.treatment_sd, main.control_sd
+    n = sequential.seeds_for_power(effect, math.nan if sd_t is None else sd_t, math.nan if sd_c is None else sd_c,
+                                   POWER, cfg.alpha, cfg.paired, main.difference_sd)
     return n, effect
 
 
@@ -386,15 +386,14 @@ def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str)
     base = compare_accuracy("fsp_vs_scratch" if cfg.key != "fast_optimization" else "fsp_short_vs_scratch_full",
                             t_at, c_at, matching(t_at, c_at), role="decides", paired=cfg.paired)
     main = replace(base, ci=(last.low, last.high),
-                   extra={**base.extra, "look": last.look, "critical": last.critical, "se": last.se, "df": last.df,
-                          "interval": "repeated (group-sequential) 95% interval"})
+                   look=last.look, critical=last.critical, se=last.se, df=last.df,
+                   interval="repeated (group-sequential) 95% interval")
     descriptive, target = _descriptive(df, runs, cfg)
     tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom) if g is not None), *descriptive]
     power_n, effect = _power(cfg, main)
     by_margin = ({m: sequential.VERDICTS[int(sequential.decide(last.low, last.high, replace(_rule(cfg), margin=m)))]
                   for m in sorted({*REPORT_MARGINS, cfg.margin})} if KINDS[cfg.key] == "noninferiority" else {})
-    e = main.extra
-    summary = (f"{steps_label(t_at)}: {e['treatment_mean']:.2f}% vs {steps_label(c_at)}: {e['control_mean']:.2f}%: "
+    summary = (f"{steps_label(t_at)}: {main.treatment_mean:.2f}% vs {steps_label(c_at)}: {main.control_mean:.2f}%: "
                f"{main.estimate:+.2f} points, repeated 95% CI [{last.low:+.2f}, {last.high:+.2f}] at look "
                f"{last.look} of {cfg.looks}, n = {last.n} per arm ({cfg.seeding})")
     design = _design(cfg)

@@ -283,9 +283,9 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
         ratios = [t for t in c.tests if t.metric.endswith("_ratio")]
         if ratios:
             t = ratios[0]
-            b.append(("p", f"Steps to the target {100 * t.extra['target_acc']:.2f}% (on the curve points' test images, "
-                           f"the same images as the target): reached by {t.extra['treatment_reached']} of "
-                           f"{len(t.treatment_runs)} FSP runs and {t.extra['control_reached']} of "
+            b.append(("p", f"Steps to the target {100 * (t.target_acc or 0.0):.2f}% (on the curve points' test images, "
+                           f"the same images as the target): reached by {t.treatment_reached} of "
+                           f"{len(t.treatment_runs)} FSP runs and {t.control_reached} of "
                            f"{len(t.control_runs)} scratch runs (the first look's seeds), the step where each "
                            "curve crosses the target interpolated linearly between its two curve points. Ratios are "
                            "of geometric means, FSP / scratch, with Welch's interval on the logarithms."))

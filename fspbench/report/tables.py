@@ -170,8 +170,8 @@ def ablation_table(abl: Ablation, configs: Mapping[str, RunConfig]) -> pd.DataFr
     for a in abl.arms:
         cfg = configs.get(a.vs_reference.treatment_runs[0]) if a.vs_reference.treatment_runs else None
         t, s = a.vs_reference, a.vs_scratch
-        rows.append({"arm": a.group, "settings": fsp_choice(cfg) if cfg else "", "n": t.extra["n_treatment"],
-                     "mean": t.extra["treatment_mean"], f"minus {abl.reference}": t.estimate,
+        rows.append({"arm": a.group, "settings": fsp_choice(cfg) if cfg else "", "n": t.n_treatment,
+                     "mean": t.treatment_mean, f"minus {abl.reference}": t.estimate,
                      "ci_low": t.ci[0], "ci_high": t.ci[1], "changes final accuracy": a.changes_accuracy,
                      "minus scratch": s.estimate, "scratch_ci_low": s.ci[0], "scratch_ci_high": s.ci[1],
                      "stage1_loss_first": a.stage1_first, "stage1_loss_last": a.stage1_last, "diverged": a.diverged})
@@ -216,9 +216,8 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
                                 paired=paired)
         first = bf16.iloc[0]
         rows.append({"group": first["group"], "method": first["method"], "arch": first["arch"],
-                     "budget": int(first["budget"]), "n_fp32": test.extra["n_control"],
-                     "n_bf16": test.extra["n_treatment"],
-                     "fp32_mean": test.extra["control_mean"], "bf16_mean": test.extra["treatment_mean"],
+                     "budget": int(first["budget"]), "n_fp32": test.n_control,
+                     "n_bf16": test.n_treatment, "fp32_mean": test.control_mean, "bf16_mean": test.treatment_mean,
                      "diff": test.estimate, "ci_low": test.ci[0], "ci_high": test.ci[1],
                      "speedup": float(fp32["wall_time_s"].mean() / bf16["wall_time_s"].mean()),
                      "failures": test.failures})
