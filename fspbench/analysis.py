@@ -168,7 +168,7 @@ def _headroom_gate(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, 
         base = compare_accuracy("headroom", teachers.iloc[:m], ctrl.iloc[:m], "teachers vs scratch students",
                                 role="regime", metric="headroom")
         tests.append(replace(base, ci=(float(looks.low[0, j]), float(looks.high[0, j])),
-                             extra={**base.extra, "critical": float(looks.critical[0, j]), "look": j + 1}))
+                             critical=float(looks.critical[0, j]), look=j + 1))
     return looks.low[0] >= cfg.headroom, tests
 
 
@@ -277,7 +277,7 @@ def _descriptive(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec) -> tuple[
             before = len(out)
             add(f"sweep_{b}", select(runs, g, t_name, a, b, k), select(runs, g, c_name, a, b, k), role="sweep")
             if len(out) > before:
-                out[-1] = replace(out[-1], extra={**out[-1].extra, "fraction_of_full": b / f})
+                out[-1] = replace(out[-1], fraction_of_full=b / f)
     return out, target
 
 
@@ -303,9 +303,9 @@ def _power(cfg: ClaimSpec, main: Test) -> tuple[int | None, float]:
     """Fixed-n seeds per arm for 80% power at the stated effect: the smallest effect of interest
     (superiority) or a true difference of 0 against -margin (non-inferiority); noncentral t."""
     effect = cfg.margin if kinds.get(cfg.key).rule == "noninferiority" else cfg.smallest_effect
-    e = main.extra
-    n = sequential.seeds_for_power(effect, e.get("treatment_sd", math.nan), e.get("control_sd", math.nan), POWER,
-                                   cfg.alpha, cfg.paired, e.get("difference_sd"))
+    sd_t, sd_c = main.treatment_sd, main.control_sd
+    n = sequential.seeds_for_power(effect, math.nan if sd_t is None else sd_t, math.nan if sd_c is None else sd_c,
+                                   POWER, cfg.alpha, cfg.paired, main.difference_sd)
     return n, effect
 
 
@@ -338,15 +338,14 @@ def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str)
     base = compare_accuracy(kinds.get(cfg.key).decides, t_at, c_at, matching(t_at, c_at), role="decides",
                             paired=cfg.paired)
     main = replace(base, ci=(last.low, last.high),
-                   extra={**base.extra, "look": last.look, "critical": last.critical, "se": last.se, "df": last.df,
-                          "interval": "repeated (group-sequential) 95% interval"})
+                   look=last.look, critical=last.critical, se=last.se, df=last.df,
+                   interval="repeated (group-sequential) 95% interval")
     descriptive, target = _descriptive(df, runs, cfg)
     tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom) if g is not None), *descriptive]
     power_n, effect = _power(cfg, main)
     by_margin = ({m: sequential.VERDICTS[int(sequential.decide(last.low, last.high, replace(_rule(cfg), margin=m)))]
                   for m in sorted({*REPORT_MARGINS, cfg.margin})} if _rule(cfg).kind == "noninferiority" else {})
-    e = main.extra
-    summary = (f"{steps_label(t_at)}: {e['treatment_mean']:.2f}% vs {steps_label(c_at)}: {e['control_mean']:.2f}%: "
+    summary = (f"{steps_label(t_at)}: {main.treatment_mean:.2f}% vs {steps_label(c_at)}: {main.control_mean:.2f}%: "
                f"{main.estimate:+.2f} points, repeated 95% CI [{last.low:+.2f}, {last.high:+.2f}] at look "
                f"{last.look} of {cfg.looks}, n = {last.n} per arm ({cfg.seeding})")
     design = _design(cfg)

@@ -12,9 +12,12 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from fspbench.errors import BadInput
+
+if TYPE_CHECKING:
+    from fspbench.results import RunCounts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +31,17 @@ def _train(args: argparse.Namespace) -> int:
     raw = load_config_file(args.config) if args.config else {}
     raw = merge(raw, parse_set(args.set))
     cfg = config_from_dict(raw, source=args.config or "--set")  # bad settings exit 2 before torch is imported
+    from fspbench.results import FINISHED, RunCounts, RunRecord
     from fspbench.train import train_run
-    record = train_run(cfg, args.out, progress=not args.quiet)
-    final = record["final"]
-    print(f"{record['run_id']}: status {record['status']}, test accuracy {100 * final['test_acc']:.2f}% "
-          f"after {final['step']} steps ({record['train_time_s']:.1f} s of training)")
-    print(f"run record: {args.out.rstrip('/')}/{record['run_id']}.json")
-    return _exit_code({"failed": int(record["status"] not in ("ok", "diverged"))})
+
+    record = RunRecord.from_json(train_run(cfg, args.out, progress=not args.quiet), "the run record")
+    final = record.final
+    assert final is not None  # train_run returns only records of runs that reached their last evaluation
+    print(f"{record.run_id}: status {record.status}, test accuracy {100 * final.test_acc:.2f}% "
+          f"after {final.step} steps ({record.train_time_s or 0.0:.1f} s of training)")
+    print(f"run record: {args.out.rstrip('/')}/{record.run_id}.json")
+    done = record.status in FINISHED
+    return _exit_code(RunCounts(1, int(record.status == "ok"), int(record.status == "diverged"), int(not done)))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -44,29 +51,29 @@ def _run(args: argparse.Namespace) -> int:
     bench = load_benchmark(args.benchmark, _results_dir(args))
     grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
                     dry_run=args.dry_run, autoscaling=args.autoscaling)
-    if args.dry_run:
+    if grid is None:  # a dry run
         return 0
-    n = grid["runs"]
-    now = grid["history"][-1]  # this invocation (grid.json keeps the figures of the last one that trained)
-    if grid.get("looks") is not None:  # a [design] grid: every look this invocation trained
-        looks = [e for e in grid["looks"] if e.get("trained_now")]
-        now = {"trained_runs": sum(e["trained_now"] for e in looks),
-               "wall_time_s": sum(e["wall_time_s"] for e in looks)}
-    eff = grid["harness_efficiency"] if now["trained_runs"] else None
-    skipped = f", {n['skipped']} skipped on this hardware" if n.get("skipped") else ""
-    print(f"[fspbench] {bench.name}: {n['ok']} ok, {n['diverged']} diverged, {n['failed']} failed, "
-          f"{n.get('not_run', 0)} not run of {n['total']} runs{skipped}; {now['trained_runs']} trained now in "
-          f"{now['wall_time_s']:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
-    if n.get("not_run"):
-        print(f"[fspbench] {n['not_run']} runs were not run (the grid was stopped): run the same command again "
+    n = grid.runs
+    # this invocation (grid.json keeps the figures of the last one that trained)
+    trained, wall = grid.history[-1].trained_runs, grid.history[-1].wall_time_s
+    if grid.looks is not None:  # a [design] grid: every look this invocation trained
+        looks = [e for e in grid.looks if e.trained_now]
+        trained, wall = sum(e.trained_now for e in looks), sum(e.wall_time_s for e in looks)
+    eff = grid.harness_efficiency if trained else None
+    skipped = f", {n.skipped} skipped on this hardware" if n.skipped else ""
+    print(f"[fspbench] {bench.name}: {n.ok} ok, {n.diverged} diverged, {n.failed} failed, "
+          f"{n.not_run or 0} not run of {n.total} runs{skipped}; {trained} trained now in "
+          f"{wall:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
+    if n.not_run:
+        print(f"[fspbench] {n.not_run} runs were not run (the grid was stopped): run the same command again "
               "to resume; finished runs are not trained again")
     print(f"[fspbench] results: {_results_dir(args)}/runs.parquet")
     return _exit_code(n)
 
 
-def _exit_code(counts: dict[str, int]) -> int:
+def _exit_code(counts: RunCounts) -> int:
     """0 when every run of the grid is finished (ok, or diverged: a recorded result), 1 otherwise."""
-    return 0 if counts["failed"] == 0 and counts.get("not_run", 0) == 0 else 1
+    return 0 if counts.failed == 0 and not counts.not_run else 1
 
 
 def _local_folder(value: str, what: str) -> str:

@@ -18,7 +18,7 @@ Two intervals, chosen by how the grid seeded the two arms (docs/METHOD.md):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -50,14 +50,37 @@ class Test:
     budget: str  # how the two sides' compute is matched, in words
     p_value: float | None = None  # two-sided
     failures: int = 0  # diverged or failed runs among both sides
-    extra: dict[str, Any] = field(default_factory=dict)
     seeding: str = "independent"  # independent (Welch) | paired (paired t)
+    # what the test rests on, each None where the test has none (claims.json's "extra", test_json):
+    # accuracy tests (compare_accuracy): points, i.e. 100 x accuracy; to_target tests: steps or seconds
+    n_treatment: int | None = None  # runs on the treatment side (pairs, in a paired test)
+    n_control: int | None = None
+    treatment_mean: float | None = None  # mean final accuracy (points), or mean steps / seconds to target
+    control_mean: float | None = None
+    treatment_sd: float | None = None  # sample SD (ddof 1) of the final accuracies, points; NaN below 2 runs
+    control_sd: float | None = None
+    difference_sd: float | None = None  # paired tests: SD of the pairs' differences, points
+    df: float | None = None  # degrees of freedom of the t interval (Welch's, or n - 1 paired)
+    se: float | None = None  # deciding tests: the standard error of the estimate at its look, points
+    critical: float | None = None  # sequential tests: the t critical value of the repeated interval at its look
+    look: int | None = None  # sequential tests: the look (1, 2, ...) the interval is from
+    interval: str | None = None  # what the interval is, where it is not the plain 95% one
+    fraction_of_full: float | None = None  # sweep tests: the budget as a fraction of the full budget
+    target_acc: float | None = None  # to_target tests: the target accuracy, fraction 0..1 (curve images)
+    treatment_reached: int | None = None  # to_target tests: runs that reached the target
+    control_reached: int | None = None
+    interpolation: str | None = None  # to_target tests: how the crossing step is read off the curve
 
     @property
     def n_per_side(self) -> str:
         """"5 pairs" or "5 + 5": the runs on each side, as the report writes them."""
-        a, b = self.extra.get("n_treatment"), self.extra.get("n_control")
+        a, b = self.n_treatment, self.n_control
         return f"{a} pairs" if self.seeding == "paired" else f"{a} + {b}"
+
+
+EXTRA = tuple(f.name for f in fields(Test) if f.name not in {
+    "name", "metric", "role", "estimate", "ci", "n", "treatment_runs", "control_runs", "budget", "p_value",
+    "failures", "seeding"})  # the fields claims.json keeps in a test's "extra" object
 
 
 # ---------------------------------------------------------------- per-run summaries
@@ -181,21 +204,20 @@ def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget:
         treat, ctrl = pairs(treat, ctrl)
     t = 100 * treat["final_acc"].to_numpy(float)
     c = 100 * ctrl["final_acc"].to_numpy(float)
-    sd = {"treatment_sd": float(t.std(ddof=1)) if len(t) > 1 else math.nan,
-          "control_sd": float(c.std(ddof=1)) if len(c) > 1 else math.nan}
+    diff_sd = None  # paired tests only
     if paired:
         est, low, high, df, _ = sequential.paired_interval(t, c)
         p = float(sps.ttest_rel(t, c).pvalue) if len(t) > 1 and np.ptp(t - c) > 0 else None
-        sd["difference_sd"] = float((t - c).std(ddof=1)) if len(t) > 1 else math.nan
+        diff_sd = float((t - c).std(ddof=1)) if len(t) > 1 else math.nan
     else:
         iv = stats.welch_interval(t, c)
         est, low, high, df, p = iv.estimate, iv.low, iv.high, iv.df, stats.welch_p(t, c)
     return Test(name, metric, role, est, (low, high), len(t) + len(c), tuple(treat["run_id"]),
-                tuple(ctrl["run_id"]), budget, p, fails(treat, ctrl),
-                {"treatment_mean": float(t.mean()) if len(t) else math.nan,
-                 "control_mean": float(c.mean()) if len(c) else math.nan, "df": df,
-                 "n_treatment": len(t), "n_control": len(c), **sd},
-                "paired" if paired else "independent")
+                tuple(ctrl["run_id"]), budget, p, fails(treat, ctrl), "paired" if paired else "independent",
+                n_treatment=len(t), n_control=len(c), treatment_mean=float(t.mean()) if len(t) else math.nan,
+                control_mean=float(c.mean()) if len(c) else math.nan, df=df,
+                treatment_sd=float(t.std(ddof=1)) if len(t) > 1 else math.nan,
+                control_sd=float(c.std(ddof=1)) if len(c) > 1 else math.nan, difference_sd=diff_sd)
 
 
 # ---------------------------------------------------------------- the regime
@@ -260,7 +282,7 @@ class Regime:
             ok = {True: "headroom", False: "no headroom", None: "headroom not checked"}[self.has_headroom]
             text += (f"; teachers ({self.teacher_images:,} training images) minus scratch students "
                      f"{h.estimate:+.2f} points, repeated CI [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}] "
-                     f"(n={h.extra.get('n_treatment')} + {h.extra.get('n_control')}): {ok} (lower end at least "
+                     f"(n={h.n_treatment} + {h.n_control}): {ok} (lower end at least "
                      f"{self.headroom_threshold:g})")
         return text
 
@@ -302,7 +324,12 @@ def test_json(t: Test) -> dict[str, Any]:
             "ci": [num(t.ci[0]), num(t.ci[1])], "n": t.n, "treatment_runs": list(t.treatment_runs),
             "control_runs": list(t.control_runs), "budget": t.budget, "p_value": num(t.p_value),
             "failures": t.failures, "seeding": t.seeding,
-            "extra": {k: (num(v) if isinstance(v, float) else v) for k, v in sorted(t.extra.items())}}
+            "extra": {k: (num(v) if isinstance(v, float) else v) for k, v in sorted(extra_of(t).items())}}
+
+
+def extra_of(t: Test) -> dict[str, Any]:
+    """The fields of EXTRA that the test has (claims.json's "extra" object, before rounding)."""
+    return {k: v for k in EXTRA if (v := getattr(t, k)) is not None}
 
 
 def regime_json(reg: Regime | None) -> dict[str, Any] | None:

@@ -14,17 +14,16 @@ the same grid. Ray and the training stay with the caller (fspbench.tune), which 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 import pandas as pd
 
 from fspbench import analysis, comparisons
 from fspbench.estimate import fmt_duration
 from fspbench.grid import Benchmark, at_look, first_look, run_labels
-from fspbench.io import atomic_write_json
-from fspbench.results import Paths, read_record
+from fspbench.results import Decision, GridLedger, LookEntry, Paths, read_ledger
 
-Train = Callable[[Benchmark], dict[str, Any]]  # trains a look's pending runs, writes runs.parquet and grid.json
+Train = Callable[[Benchmark], GridLedger]  # trains a look's pending runs, writes runs.parquet and grid.json
 Estimate = Callable[[Benchmark], tuple[int, float | None]]  # (runs left to train, estimated seconds)
 
 
@@ -43,53 +42,51 @@ def _line(c: analysis.Claim) -> str:
             f"n = {lk.n} per arm" + ("" if c.open else f" ({c.reason})"))
 
 
-def _look_entry(look: int, seeds: dict[str, int], grid: dict[str, Any], a: analysis.Analysis,
-                before: dict[str, Any] | None) -> dict[str, Any]:
+def _look_entry(look: int, seeds: dict[str, int], grid: GridLedger, a: analysis.Analysis,
+                before: LookEntry | None) -> LookEntry:
     """grid.json's record of one look; a look that trained nothing now keeps the figures of the run that did."""
-    now = grid["history"][-1]
-    decisions = {c.key: {"state": "open" if c.open else c.verdict, "reason": c.reason, "n_per_arm": c.n_per_arm}
-                 for c in a.claims if c.looks}
-    if not now["trained_runs"] and before is not None:
-        return {**before, "seeds_per_arm": dict(seeds), "decisions": decisions, "trained_now": 0}
-    est = (grid.get("estimate") or {}) if now["trained_runs"] else {}
-    return {"look": look, "seeds_per_arm": dict(seeds), "trained_runs": now["trained_runs"],
-            "trained_now": now["trained_runs"], "wall_time_s": now["wall_time_s"],
-            "trial_time_s": now["trial_time_s"], "estimated_s": est.get("wall_time_s"),
-            "estimated_runs": est.get("runs"), "decisions": decisions}
+    now = grid.history[-1]
+    decisions = {c.key: Decision("open" if c.open else c.verdict, c.reason, c.n_per_arm) for c in a.claims if c.looks}
+    if not now.trained_runs and before is not None:
+        return replace(before, seeds_per_arm=dict(seeds), decisions=decisions, trained_now=0)
+    est = (grid.estimate or {}) if now.trained_runs else {}
+    return LookEntry(look, dict(seeds), now.trained_runs, now.trained_runs, now.wall_time_s, now.trial_time_s,
+                     est.get("wall_time_s"), est.get("runs"), decisions)
 
 
-def _combined(grid: dict[str, Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _combined(grid: GridLedger, entries: list[LookEntry]) -> GridLedger:
     """grid.json's top-level figures for the looks this invocation trained: their time summed."""
-    trained = [e for e in entries if e["trained_now"]]
+    trained = [e for e in entries if e.trained_now]
     if len(trained) < 2:
         return grid  # one look (or none) trained now: its figures are already the top-level ones
-    wall = sum(e["wall_time_s"] for e in trained)
-    trial = sum(e["trial_time_s"] for e in trained)
-    peak = grid.get("peak_slots") or 1
-    return {**grid, "wall_time_s": round(wall, 2), "trial_time_s": round(trial, 2),
-            "trained_runs": sum(e["trained_runs"] for e in trained),
-            "harness_efficiency": round(trial / (wall * peak), 4) if wall else None,
-            "estimate": {**(grid.get("estimate") or {}),
-                         "wall_time_s": round(sum(e["estimated_s"] or 0.0 for e in trained), 1),
-                         "runs": sum(e["estimated_runs"] or 0 for e in trained),
-                         "per_look": [e["estimated_s"] for e in trained]}}
+    wall = sum(e.wall_time_s for e in trained)
+    trial = sum(e.trial_time_s for e in trained)
+    peak = grid.peak_slots or 1
+    return replace(grid, wall_time_s=round(wall, 2), trial_time_s=round(trial, 2),
+                   trained_runs=sum(e.trained_runs for e in trained),
+                   harness_efficiency=round(trial / (wall * peak), 4) if wall else None,
+                   estimate={**(grid.estimate or {}),
+                             "wall_time_s": round(sum(e.estimated_s or 0.0 for e in trained), 1),
+                             "runs": sum(e.estimated_runs or 0 for e in trained),
+                             "per_look": [e.estimated_s for e in trained]})
 
 
-def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) -> dict[str, Any]:
+def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) -> GridLedger:
     """Train ``bench`` look by look (module docstring); returns the grid.json written."""
     spec, design = bench.spec, bench.design
     assert spec is not None and design is not None
     seeds = first_look(spec)
-    entries: list[dict[str, Any]] = []
-    grid: dict[str, Any] = {}
-    before = {e["look"]: e for e in (read_record(paths.root / "grid.json") or {}).get("looks", [])}
+    entries: list[LookEntry] = []
+    grid: GridLedger | None = None
+    previous = read_ledger(paths.ledger)
+    before = {e.look: e for e in (previous.looks or ())} if previous else {}
     for look in range(1, design.looks + 1):
         b = at_look(bench, seeds)
         open_claims = [k for k, n in seeds.items() if n == look * design.look_every]
         print(f"[fspbench] look {look} of {design.looks}: {look * design.look_every} seeds per arm for "
               f"{', '.join(open_claims)}", flush=True)
         grid = train(b)
-        if grid["runs"].get("not_run"):
+        if grid.runs.not_run:
             break  # a stopped grid: the look is incomplete, a rerun resumes it
         a = decide(paths, b)
         entries.append(_look_entry(look, seeds, grid, a, before.get(look)))
@@ -102,6 +99,7 @@ def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) 
         left, est = estimate(at_look(bench, seeds))
         print(f"[fspbench] next: look {look + 1} for {', '.join(still)}: {left} runs to train"
               + (f", estimated {fmt_duration(est)}" if est is not None and left else ""), flush=True)
-    grid = {**_combined(grid, entries), "seeds": seeds, "looks": entries}
-    atomic_write_json(paths.root / "grid.json", grid)
+    assert grid is not None  # a [design] grid has at least one look
+    grid = replace(_combined(grid, entries), seeds=seeds, looks=tuple(entries))
+    grid.write(paths.ledger)
     return grid

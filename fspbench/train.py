@@ -14,7 +14,6 @@ Files (``out``: where the record goes; ``ckpt_dir``: checkpoints, default out/ch
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -36,9 +35,10 @@ from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
 from fspbench.data import BatchStream, TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
 from fspbench.hardware import check_precision, cpu_flags_and_name, detect
-from fspbench.io import atomic_torch_save, sha256_file, write_record
+from fspbench.io import atomic_torch_save, sha256_file
 from fspbench.models import build_model
 from fspbench.objectives import Objective, StageContext, StageSpec, stage_specs
+from fspbench.results import RunRecord
 
 EvalCallback = Callable[[dict[str, Any], Path | None], None]
 
@@ -127,14 +127,12 @@ def load_teacher(ref: str, device: torch.device) -> Teacher:
         raise BadInput(f"teacher: {ref} does not exist; give the run record (.json) of a finished run")
     if path.suffix == ".json":
         try:
-            record = json.loads(path.read_text())
-            ckpt_info = record["checkpoint"]
-            status = record["status"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise BadInput(f"teacher: {ref} is not an fspbench run record") from None
-        if status != "ok" or not ckpt_info:
-            raise BadInput(f"teacher: run {record.get('run_id')} ended with status {status}; retrain it")
-        ckpt = load_checkpoint_file(path.parent / ckpt_info["path"], ckpt_info["sha256"])
+            record = RunRecord.load(path)
+        except BadInput as err:
+            raise BadInput(f"teacher: {err}; give the run record (.json) of a finished run") from None
+        if record.status != "ok" or record.checkpoint is None:
+            raise BadInput(f"teacher: run {record.run_id} ended with status {record.status}; retrain it")
+        ckpt = load_checkpoint_file(path.parent / record.checkpoint.path, record.checkpoint.sha256)
     else:
         ckpt = load_checkpoint_file(path)
     cfg = config_from_dict(ckpt["config"], source=f"teacher {ref}")
@@ -263,7 +261,7 @@ def train_run(
         run.record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=run.state.rows,
                           finished_at=_now())
         if not isinstance(err, (BadInput, KeyboardInterrupt)):
-            write_record(run.out / f"{run.run_id}.json", _finite(run.record))
+            _write(run, run.record)
         raise
     bar.close()
     return _finish(run, status)
@@ -415,9 +413,15 @@ def _finish(run: _Run, status: str) -> dict[str, Any]:
             {"run_id": run.run_id, "config": record["config"], "model": run.student.state_dict(),
              "num_classes": run.data.num_classes, "in_channels": run.data.in_channels}, final_path)
         record["checkpoint"] = {"path": os.path.relpath(final_path, run.out), "sha256": digest}
-    write_record(run.out / f"{run.run_id}.json", _finite(record))
+    _write(run, record)
     run.state_path.unlink(missing_ok=True)  # the run is finished; its resumable state is no longer needed
     return record
+
+
+def _write(run: _Run, record: dict[str, Any]) -> None:
+    """The run record to out/<run_id>.json, through the results store's one writer (checked, checksummed)."""
+    path = run.out / f"{run.run_id}.json"
+    RunRecord.from_json(_finite(record), str(path)).write(path)
 
 
 FAULT_ENV = "FSPBENCH_FAULT"

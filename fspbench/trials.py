@@ -13,6 +13,7 @@ from typing import Any
 from fspbench.cluster import ClusterSlots
 from fspbench.estimate import Estimate, fmt_duration, simulate
 from fspbench.grid import GridRun
+from fspbench.results import Retry
 
 
 def progress_callback(runs: list[GridRun], order: Any, est: Estimate, cluster: ClusterSlots) -> Any:
@@ -94,7 +95,7 @@ def trial_log() -> Any:
         """
 
         def __init__(self) -> None:
-            self.retries: list[dict[str, Any]] = []
+            self.retries: list[Retry] = []
             self.peak_running = 0
             self._live: set[str] = set()
             self._began: dict[str, tuple[float, float]] = {}  # run id -> (attempt start, seconds resumed from)
@@ -120,9 +121,8 @@ def trial_log() -> Any:
             attempt = time.monotonic() - began
             kept = max(0.0, self._wall.get(run_id, 0.0) - resumed)
             node = self._node.get(run_id) or "unknown"
-            self.retries.append({"run_id": run_id, "node": node, "attempt_s": round(attempt, 2),
-                                 "kept_s": round(kept, 2), "lost_s": round(max(0.0, attempt - kept), 2),
-                                 "error": _last_error(trial)})
+            self.retries.append(Retry(run_id, node, round(attempt, 2), round(kept, 2),
+                                      round(max(0.0, attempt - kept), 2), _last_error(trial)))
             print(f"[fspbench] {run_id}: its attempt on node {node[:12]} failed after {attempt:.0f} s; retried "
                   f"from its last checkpoint ({kept:.0f} s of training kept)", flush=True)
 

@@ -17,7 +17,8 @@ import shutil
 import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,19 @@ from fspbench.errors import BadInput
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
 from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
-from fspbench.io import atomic_write_json
 from fspbench.lock import ResultsLock
 from fspbench.results import (
+    GridLedger,
+    HistoryEntry,
     Paths,
+    Retry,
+    RunCounts,
+    RunRecord,
+    Skipped,
     is_finished,
     mark_blocked,
     now,
-    read_record,
+    read_ledger,
     read_run_record,
     runs_table,
     teacher_usable,
@@ -79,9 +85,9 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
             shutil.copy2(state_path, Path(d) / state_path.name)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    record = train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval)
-    if record["run_id"] != run_id:
-        raise RuntimeError(f"run id changed from {run_id} to {record['run_id']}: the teacher differs from the grid's")
+    record = RunRecord.from_json(train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval), run_id)
+    if record.run_id != run_id:
+        raise RuntimeError(f"run id changed from {run_id} to {record.run_id}: the teacher differs from the grid's")
 
 
 # ---------------------------------------------------------------- connecting to Ray
@@ -138,7 +144,7 @@ class Outcome:
     """What one Tune run of a grid did besides the records its trials wrote."""
 
     blocked: set[str]  # students never started: their teacher did not end ok
-    retries: list[dict[str, Any]]  # retried attempts (trials.TrialLog)
+    retries: list[Retry]  # retried attempts (trials.TrialLog)
     peak_slots: int  # the most trials the live nodes could hold at once while it ran
     peak_running: int  # the most trials that ran at once
 
@@ -207,16 +213,17 @@ def _request(bench: Benchmark) -> dict[str, float]:
 
 
 def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | None = None,
-             verbose: int = 1, dry_run: bool = False, autoscaling: bool = False) -> dict[str, Any]:
+             verbose: int = 1, dry_run: bool = False, autoscaling: bool = False) -> GridLedger | None:
     """Train every unfinished run of ``bench`` and write runs.parquet and grid.json; returns grid.json.
 
-    ``dry_run``: print the time estimate and the runs it would train, write nothing, return the plan.
+    ``dry_run``: print the time estimate and the runs it would train, write nothing, return None.
     ``autoscaling``: the cluster adds nodes on demand, so a trial no node holds yet waits for one
     instead of being refused (fspbench.cluster.check_request).
     """
     paths = Paths(Path(results))
     if dry_run:
-        return _dry_run(bench, paths, address, autoscaling)
+        _dry_run(bench, paths, address, autoscaling)
+        return None
     check_writable(paths.root)
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
@@ -264,7 +271,7 @@ class Plan:
 
 def _status(paths: Paths, run_id: str) -> str:
     rec = read_run_record(paths.record(run_id))
-    return rec.get("status", "missing") if rec else "missing"
+    return rec.status if rec else "missing"
 
 
 def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
@@ -343,7 +350,7 @@ def _print_estimate(bench: Benchmark, plan: Plan) -> None:
           f"{plan.hardware.describe()}, {est.threads} thread(s) per trial; {how}", flush=True)
 
 
-def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool) -> dict[str, Any]:
+def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool) -> None:
     if address:
         connect(address)
     plan = _plan(bench, _pending(bench, paths), address, connected=bool(address), autoscaling=autoscaling)
@@ -355,10 +362,8 @@ def _dry_run(bench: Benchmark, paths: Paths, address: str | None, autoscaling: b
         for r in plan.pending:
             print(f"  {r.run_id:<{width}}  {r.group:<14} {est.run_s[r.run_id]:8.1f} s", flush=True)
     _print_estimate(bench, plan)
-    looks = _print_looks(bench, paths, address, autoscaling) if bench.design else []
-    return {"name": bench.name, "dry_run": True, "pending": [r.run_id for r in plan.pending],
-            "skipped": [r.run_id for r in plan.skipped], "hardware": plan.hardware.to_dict(),
-            "estimate": est.summary() if est else None, "looks": looks}
+    if bench.design:
+        _print_looks(bench, paths, address, autoscaling)
 
 
 def _look_estimate(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool,
@@ -396,7 +401,7 @@ def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscalin
 
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
-                verbose: int, autoscaling: bool) -> dict[str, Any]:
+                verbose: int, autoscaling: bool) -> GridLedger:
     started, t0 = now(), time.monotonic()
     pending = _pending(bench, paths)
     plan = Plan([], [], detect(_trial_device(bench)), [], None)
@@ -419,7 +424,7 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
 
 
 def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, plan: Plan,
-                   outcome: Outcome) -> dict[str, Any]:
+                   outcome: Outcome) -> GridLedger:
     records, not_run = [], []
     skipped = {r.run_id for r in plan.skipped}
     for r in bench.runs:
@@ -435,55 +440,41 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, pl
             records.append(rec)
     write_parquet(runs_table(records, run_labels(bench)), paths.root / "runs.parquet")
     # trained now: a run of this invocation that has a record from it (an interrupted grid trains fewer)
-    written_now = {rec["run_id"] for rec in records if str(rec.get("finished_at", "")) >= started}
+    written_now = {rec.run_id for rec in records if rec.finished_at >= started}
     trained_ids = {r.run_id for r in plan.pending if r.run_id not in outcome.blocked} & written_now
-    trial_time = sum((rec.get("train_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
-    eval_time = sum((rec.get("eval_time_s") or 0.0) for rec in records if rec["run_id"] in trained_ids)
-    retried_time = sum(r["lost_s"] for r in outcome.retries)
+    trial_time = sum((rec.train_time_s or 0.0) for rec in records if rec.run_id in trained_ids)
+    eval_time = sum((rec.eval_time_s or 0.0) for rec in records if rec.run_id in trained_ids)
+    retried_time = sum(r.lost_s for r in outcome.retries)
     cpus, gpus = plan.cpus, plan.gpus
     start_slots = slots(plan.nodes, _request(bench), bench.max_concurrent)
     peak = max(start_slots, outcome.peak_slots)  # the capacity a growing cluster reached
-    counts = {s: sum(rec["status"] == s for rec in records) for s in ("ok", "diverged", "failed")}
-    grid = {
-        "name": bench.name,
-        "benchmark_file": portable_path(bench.path),
-        "benchmark_text": bench.text,
-        "started_at": started,
-        "finished_at": now(),
-        "wall_time_s": round(wall, 2),
-        "cpus": cpus,
-        "gpus": gpus,
-        "trial_resources": bench.resources,
-        "max_concurrent": bench.max_concurrent,
-        "nodes": len(plan.nodes),
-        "concurrent_slots": start_slots,
-        "peak_slots": peak,
-        "peak_running": outcome.peak_running,
-        "trained_runs": len(trained_ids),
-        "trial_time_s": round(trial_time, 2),
+    share = trained_ids and peak and wall  # the shares of the slots' time below need all three
+    status = Counter(rec.status for rec in records)
+    runs = RunCounts(len(records) + len(not_run), status["ok"], status["diverged"], status["failed"],
+                     not_run=len(not_run), skipped=len(skipped))
+    skip = Skipped(tuple(sorted(skipped)), tuple(sorted({r.group for r in plan.skipped})), plan.skip_reason)
+    finished = now()
+    grid = GridLedger(
+        name=bench.name, benchmark_file=portable_path(bench.path), benchmark_text=bench.text, started_at=started,
+        finished_at=finished, wall_time_s=round(wall, 2), cpus=cpus, gpus=gpus, trial_resources=bench.resources,
+        max_concurrent=bench.max_concurrent, nodes=len(plan.nodes), concurrent_slots=start_slots, peak_slots=peak,
+        peak_running=outcome.peak_running, trained_runs=len(trained_ids), trial_time_s=round(trial_time, 2),
         # attempts that failed and were retried from a checkpoint (a lost node, a crash): where they
         # ran and the seconds the runs' records do not count (trials.TrialLog)
-        "retries": outcome.retries,
-        "retried_time_s": round(retried_time, 2),
+        retries=tuple(outcome.retries), retried_time_s=round(retried_time, 2),
         # summed training time of the trials / (wall time x the most slots that could run at once)
-        "harness_efficiency": round(trial_time / (wall * peak), 4) if trained_ids and peak and wall else None,
+        harness_efficiency=round(trial_time / (wall * peak), 4) if share else None,
         # the trials' evaluations (curve points and final test set), which harness_efficiency counts as overhead
-        "eval_time_s": round(eval_time, 2),
-        "eval_share": round(eval_time / (wall * peak), 4) if trained_ids and peak and wall else None,
-        "runs": {"total": len(records) + len(not_run), **counts, "not_run": len(not_run), "skipped": len(skipped)},
+        eval_time_s=round(eval_time, 2), eval_share=round(eval_time / (wall * peak), 4) if share else None,
+        runs=runs,
         # the trials' hardware (fspbench.hardware) and the estimate made before they started (estimate.py)
-        "hardware": plan.hardware.to_dict(),
-        "estimate": plan.estimate.summary() if plan.estimate else None,
-        "skipped": {"runs": sorted(skipped), "groups": sorted({r.group for r in plan.skipped}),
-                    "reason": plan.skip_reason},
-    }
-    previous = read_record(paths.root / "grid.json")
+        hardware=plan.hardware.to_dict(), estimate=plan.estimate.summary() if plan.estimate else None,
+        skipped=skip, history=())
+    previous = read_ledger(paths.ledger)
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
-        grid = {**previous, "runs": grid["runs"], "benchmark_text": bench.text, "skipped": grid["skipped"]}
-    grid["history"] = (previous or {}).get("history", []) + [
-        {"started_at": started, "finished_at": now(), "wall_time_s": round(wall, 2), "trained_runs": len(trained_ids),
-         "trial_time_s": round(trial_time, 2), "retried_time_s": round(retried_time, 2),
-         "retried_attempts": len(outcome.retries), "cpus": cpus, "gpus": gpus}]
-    atomic_write_json(paths.root / "grid.json", grid)
+        grid = replace(previous, runs=runs, benchmark_text=bench.text, skipped=skip)
+    grid = replace(grid, history=(*(previous.history if previous else ()), HistoryEntry(
+        started, now(), round(wall, 2), len(trained_ids), round(trial_time, 2), cpus, gpus,
+        retried_time_s=round(retried_time, 2), retried_attempts=len(outcome.retries))))
+    grid.write(paths.ledger)
     return grid
-

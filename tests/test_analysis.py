@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from fspbench import sequential
+from fspbench import comparisons, sequential
 from fspbench.ablation import ablation_json, ablation_of
 from fspbench.analysis import analyze, claims_json, final_runs, steps_to_target
 from fspbench.spec import AblationSpec, ClaimSpec
@@ -144,7 +145,7 @@ def test_not_converged_stops_at_the_first_look_inconclusive() -> None:
     assert js["regime"]["epochs_per_run"] == pytest.approx(100 * 64 / 1000)
     # the doubling checks are paired: the 2x run of seed i against the 1x run of seed i
     gain = next(t for t in claim.tests if t.name == "doubling_gain")
-    assert gain.seeding == "paired" and gain.extra["n_treatment"] == K
+    assert gain.seeding == "paired" and gain.n_treatment == K
 
 
 def test_without_headroom_a_look_decides_nothing() -> None:
@@ -178,7 +179,7 @@ def test_descriptive_tests_use_the_first_looks_seeds() -> None:
     assert "main-task steps matched (100 vs 100)" in by["fsp_vs_scratch"].budget
     assert by["fsp_vs_kd"].estimate == pytest.approx(2.0, abs=0.5) and by["fsp_vs_kd"].n == 2 * K
     assert by["fsp_vs_fitnet"].estimate == pytest.approx(3.0, abs=0.5)
-    sweep = {t.extra["fraction_of_full"]: t.estimate for t in claim.tests if t.role == "sweep"}
+    sweep = {t.fraction_of_full: t.estimate for t in claim.tests if t.role == "sweep"}
     assert sweep == pytest.approx({0.2: 10.0, 0.3: 5.0}, abs=0.5)
     assert not any(t.role == "teacher" for t in claim.tests)
 
@@ -236,7 +237,7 @@ def test_fast_optimization_is_non_inferiority_at_the_margin() -> None:
     assert by["fsp_short_vs_scratch_short"].estimate == pytest.approx(4.9, abs=0.5)
     assert a.targets["fast_optimization"] == pytest.approx(0.99 * 0.90, abs=0.01)
     main = by["to_target_main_step"]  # FSP with stage 2 at the full budget against scratch at the full budget
-    assert main.extra["treatment_reached"] == K and main.extra["control_reached"] == K
+    assert main.treatment_reached == K and main.control_reached == K
     assert main.treatment_runs == tuple(f"f-fsp-150-{i}" for i in range(K))
     assert 0.85 < main.estimate < 1.05 and by["to_target_step"].estimate > main.estimate
     worse = _claim_rows("f", 150, _finals(0.905), scratch, init=50) + _arm("f", "fsp", 50, _finals(0.80), init=50)
@@ -248,7 +249,7 @@ def test_power_is_the_fixed_n_for_80_percent_at_the_stated_effect() -> None:
     claim = _one(_claim_rows("g", 100, fsp, scratch), spec(smallest_effect=0.5))
     main, n = claim.tests[0], claim.power_n
     assert claim.power_effect == 0.5 and n is not None
-    sd_t, sd_c = main.extra["treatment_sd"], main.extra["control_sd"]
+    sd_t, sd_c = main.treatment_sd, main.control_sd
     assert sequential.power(n, 0.5, sd_t, sd_c) >= 0.8 > sequential.power(n - 1, 0.5, sd_t, sd_c)
     js = claims_json(analyze(pd.DataFrame(_claim_rows("g", 100, fsp, scratch)), {"better_accuracy": spec()}))
     assert js["better_accuracy"]["power"]["seeds_per_arm"] == n
@@ -301,3 +302,12 @@ def test_ablation_answers_yes_no_inconclusive() -> None:
     assert [a["changes_accuracy"] for a in js["arms"]] == ["yes", "no", "inconclusive"]
     assert ablation_of(pd.DataFrame(rows), None) is None
 
+
+def test_a_tests_typed_fields_are_claims_json_extra_object() -> None:
+    """Only the fields a test has, sorted, floats to 6 places and NaN as null (as claims.json keeps them)."""
+    t = comparisons.Test("a", "final_acc_diff", "control", 1.0, (0.0, 2.0), 10, (), (), "", n_treatment=5,
+                         n_control=5, treatment_mean=81.1234567, control_mean=math.nan, df=8.0, look=2)
+    assert list(comparisons.test_json(t)["extra"].items()) == [
+        ("control_mean", None), ("df", 8.0), ("look", 2), ("n_control", 5), ("n_treatment", 5),
+        ("treatment_mean", 81.123457)]
+    assert t.n_per_side == "5 + 5" and dataclasses.replace(t, seeding="paired").n_per_side == "5 pairs"

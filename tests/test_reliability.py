@@ -154,11 +154,13 @@ def test_cli_bad_input_exits_2(args: list[str], expected: str) -> None:
 
 def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
     """An interrupted grid: runs without a record are counted as not run, none as failed or trained, exit 1."""
+    from dataclasses import replace
+
     from fspbench import cli, tune
     from fspbench.cluster import Node
     from fspbench.grid import load_benchmark
     from fspbench.hardware import detect
-    from fspbench.results import Paths, now
+    from fspbench.results import Paths, RunCounts, now
 
     bench = load_benchmark(TINY, tmp_path / "R")
     paths = Paths(tmp_path / "R")
@@ -166,7 +168,7 @@ def test_runs_never_started_are_not_run_not_failed(tmp_path: Path) -> None:
     plan = tune.Plan(bench.runs, [], detect("cpu"), [Node("n", 2.0, 0.0)], None)
     grid = tune._write_outputs(bench, paths, now(), 5.0, plan, tune.Outcome(set(), [], 0, 0))
     n = len(bench.runs)
-    assert grid["runs"] == {"total": n, "ok": 0, "diverged": 0, "failed": 0, "not_run": n, "skipped": 0}
-    assert grid["trained_runs"] == 0
-    assert cli._exit_code(grid["runs"]) == 1
-    assert cli._exit_code({**grid["runs"], "not_run": 0, "diverged": 1}) == 0  # diverged is a result
+    assert grid.runs == RunCounts(total=n, ok=0, diverged=0, failed=0, not_run=n, skipped=0)
+    assert grid.trained_runs == 0
+    assert cli._exit_code(grid.runs) == 1
+    assert cli._exit_code(replace(grid.runs, not_run=0, diverged=1)) == 0  # diverged is a result

@@ -131,9 +131,11 @@ def run_once(benchmark: str, results: Path, cache: Path, label: str) -> dict[str
     if returncode != 0:
         tail = "\n".join(output.splitlines()[-15:])
         raise SystemExit(f"{label}: `{' '.join(cmd)}` exited {returncode}:\n{tail}")
-    grid = json.loads((results / "grid.json").read_text())
-    est = grid.get("estimate") or {}
-    measured = float(grid["wall_time_s"])
+    from fspbench.results import GridLedger  # grid.json's one reader
+
+    grid = GridLedger.load(results / "grid.json")
+    est = grid.estimate or {}
+    measured = float(grid.wall_time_s)
     estimated = float(est["wall_time_s"])
     return {
         "run": label, "benchmark": benchmark, "results": str(results),
@@ -143,10 +145,10 @@ def run_once(benchmark: str, results: Path, cache: Path, label: str) -> dict[str
         "kinds_cached": est.get("kinds_cached"), "measured_s": measured, "process_s": round(elapsed, 1),
         "ratio": round(measured / estimated, 3) if estimated else None,
         # a grid with a [design] trains look after look: grid.json sums the looks' times and estimates
-        "looks": [{k: e.get(k) for k in ("look", "trained_runs", "wall_time_s", "estimated_s")}
-                  for e in grid.get("looks") or []],
-        "runs": grid["runs"], "trial_time_s": grid.get("trial_time_s"), "trained_runs": grid.get("trained_runs"),
-        "slots": grid.get("concurrent_slots"), "hardware": grid.get("hardware", {}), **other,
+        "looks": [{"look": e.look, "trained_runs": e.trained_runs, "wall_time_s": e.wall_time_s,
+                   "estimated_s": e.estimated_s} for e in grid.looks or ()],
+        "runs": grid.runs.to_json(), "trial_time_s": grid.trial_time_s, "trained_runs": grid.trained_runs,
+        "slots": grid.concurrent_slots, "hardware": grid.hardware or {}, **other,
     }
 
 

@@ -117,9 +117,9 @@ def to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame, 
         out.append(Test(f"to_target_{col}", metric, "to_target", iv.estimate, (iv.low, iv.high), len(t) + len(c),
                         tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", None,
                         fails(fsp, scratch),
-                        {"target_acc": target, "treatment_reached": int((~np.isnan(t)).sum()),
-                         "control_reached": int((~np.isnan(c)).sum()),
-                         "treatment_mean": float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
-                         "control_mean": float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
-                         "interpolation": "linear between the curve points around the first crossing"}))
+                        target_acc=target, treatment_reached=int((~np.isnan(t)).sum()),
+                        control_reached=int((~np.isnan(c)).sum()),
+                        treatment_mean=float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
+                        control_mean=float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
+                        interpolation="linear between the curve points around the first crossing"))
     return out

@@ -22,12 +22,12 @@ from fspbench.errors import BadInput
 from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
 from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
-from fspbench.results import read_record
+from fspbench.results import GridLedger, RunRecord
 
 TITLES = {key: kinds.get(key).title for key in kinds.keys()}  # each claim kind's section title
 
 
-def load_results(results_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Benchmark]:
+def load_results(results_dir: Path) -> tuple[pd.DataFrame, GridLedger, Benchmark]:
     """runs.parquet, grid.json and the benchmark rebuilt from grid.json; BadInput naming the file otherwise."""
     hint = "run `fspbench run BENCHMARK --results DIR` first"
     parquet, grid_path = results_dir / "runs.parquet", results_dir / "grid.json"
@@ -42,13 +42,13 @@ def load_results(results_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Bench
                if c not in df.columns]
     if missing:
         raise BadInput(f"{parquet}: missing columns {', '.join(missing)}; {hint}")
-    grid = read_record(grid_path)
-    if not isinstance(grid, dict) or not isinstance(grid.get("benchmark_text"), str):
-        raise BadInput(f"{grid_path}: unreadable or without benchmark_text; {hint}")
-    bench = benchmark_from_text(grid["benchmark_text"], Path(grid.get("benchmark_file") or "benchmark.toml"),
-                                results_dir)
-    if bench.design is not None and isinstance(grid.get("seeds"), dict):  # the looks the results hold
-        bench = at_look(bench, {k: int(v) for k, v in grid["seeds"].items() if k in bench.claims})
+    try:
+        grid = GridLedger.load(grid_path)
+    except BadInput as err:
+        raise BadInput(f"{err}; {hint}") from None
+    bench = benchmark_from_text(grid.benchmark_text, Path(grid.benchmark_file or "benchmark.toml"), results_dir)
+    if bench.design is not None and grid.seeds is not None:  # the looks the results hold
+        bench = at_look(bench, {k: v for k, v in grid.seeds.items() if k in bench.claims})
     return df, grid, bench
 
 
@@ -61,7 +61,7 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     df, grid, bench = load_results(results_dir)
     df = comparisons.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
     a = analysis.analyze(df, bench.claims)
-    records = [rec for r in bench.runs if (rec := read_record(results_dir / "runs" / f"{r.run_id}.json"))]
+    records = [RunRecord.load(p) for r in bench.runs if (p := results_dir / "runs" / f"{r.run_id}.json").is_file()]
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -285,9 +285,9 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
         ratios = [t for t in c.tests if t.metric.endswith("_ratio")]
         if ratios:
             t = ratios[0]
-            b.append(("p", f"Steps to the target {100 * t.extra['target_acc']:.2f}% (on the curve points' test images, "
-                           f"the same images as the target): reached by {t.extra['treatment_reached']} of "
-                           f"{len(t.treatment_runs)} FSP runs and {t.extra['control_reached']} of "
+            b.append(("p", f"Steps to the target {100 * (t.target_acc or 0.0):.2f}% (on the curve points' test images, "
+                           f"the same images as the target): reached by {t.treatment_reached} of "
+                           f"{len(t.treatment_runs)} FSP runs and {t.control_reached} of "
                            f"{len(t.control_runs)} scratch runs (the first look's seeds), the step where each "
                            "curve crosses the target interpolated linearly between its two curve points. Ratios are "
                            "of geometric means, FSP / scratch, with Welch's interval on the logarithms."))
@@ -337,21 +337,21 @@ def _ablation_blocks(bench: Benchmark, table: pd.DataFrame, figs: dict[str, str]
     return b
 
 
-def _description(grid: dict[str, Any]) -> str:
+def _description(grid: GridLedger) -> str:
     try:
-        value = tomllib.loads(grid.get("benchmark_text", "")).get("description", "")
+        value = tomllib.loads(grid.benchmark_text).get("description", "")
     except tomllib.TOMLDecodeError:
         return ""
     return value if isinstance(value, str) else ""
 
 
-def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: dict[str, pd.DataFrame],
+def _blocks(bench: Benchmark, grid: GridLedger, a: analysis.Analysis, tbl: dict[str, pd.DataFrame],
             figs: dict[str, str]) -> list[render.Block]:
     description = _description(grid)
     n_runs = a.runs["run_id"].nunique()
     b: list[render.Block] = [
         ("h", 1, f"FSP reproduction report: {bench.name}"),
-        ("p", f"Benchmark `{grid.get('benchmark_file', '')}`" + (f": {description}" if description else "")
+        ("p", f"Benchmark `{grid.benchmark_file}`" + (f": {description}" if description else "")
          + f". {n_runs} runs ({(a.runs['role'] == 'teacher').sum()} teachers). Paper: Yim et al., "
          "\"A Gift from Knowledge Distillation\", CVPR 2017. Accuracies are in percent, differences in "
          "percentage points; final accuracy is the last evaluation of a run, on the full test set. Each interval "
@@ -388,7 +388,7 @@ def _blocks(bench: Benchmark, grid: dict[str, Any], a: analysis.Analysis, tbl: d
     return b + _other_blocks(bench, grid, tbl, figs)
 
 
-def _other_blocks(bench: Benchmark, grid: dict[str, Any], tbl: dict[str, pd.DataFrame],
+def _other_blocks(bench: Benchmark, grid: GridLedger, tbl: dict[str, pd.DataFrame],
                   figs: dict[str, str]) -> list[render.Block]:
     """What follows the claims: teachers, stage 1, arms, ablation, FSP settings, precision, environment, files."""
     b: list[render.Block] = [("h", 2, "Teachers"),
@@ -424,7 +424,7 @@ def _other_blocks(bench: Benchmark, grid: dict[str, Any], tbl: dict[str, pd.Data
                     "seconds over bf16."),
               ("table", tbl["precision"])]
     if "precision_not_run" in tbl:
-        reason = (grid.get("skipped") or {}).get("reason", "")
+        reason = grid.skipped.reason if grid.skipped else ""
         b += [("p", f"Skipped groups: their hardware has no native bf16 ({reason}), where bf16 autocast is "
                     "emulated and trains about 12x slower than fp32. force_bf16 = true in a group runs it anyway."),
               ("table", tbl["precision_not_run"])]

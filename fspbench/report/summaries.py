@@ -173,7 +173,7 @@ def sweep_rows(analysis: Analysis) -> pd.DataFrame:
             continue
         for t in c.tests:
             if t.role == "sweep" or (t.role == "decides" and not kinds.get(c.key).sweep_at_full):
-                frac = t.extra.get("fraction_of_full", 1.0)
+                frac = 1.0 if t.fraction_of_full is None else t.fraction_of_full
                 rows.append({"claim": c.key, "fraction": float(frac), "budget": round(frac * c.regime.full_budget),
                              "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n})
     return pd.DataFrame(rows, columns=["claim", "fraction", "budget", "estimate", "low", "high", "n"])

@@ -19,6 +19,7 @@ from fspbench.analysis import Analysis
 from fspbench.comparisons import INTERVALS, compare_accuracy
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_bytes
+from fspbench.results import GridLedger, HistoryEntry, RunRecord
 
 NA = "not available"  # a paper cell that could not be verified: never an invented number
 FLOAT_FORMAT = "%.4f"
@@ -149,8 +150,8 @@ def ablation_table(abl: Ablation, configs: Mapping[str, RunConfig]) -> pd.DataFr
     for a in abl.arms:
         cfg = configs.get(a.vs_reference.treatment_runs[0]) if a.vs_reference.treatment_runs else None
         t, s = a.vs_reference, a.vs_scratch
-        rows.append({"arm": a.group, "settings": fsp_choice(cfg) if cfg else "", "n": t.extra["n_treatment"],
-                     "mean": t.extra["treatment_mean"], f"minus {abl.reference}": t.estimate,
+        rows.append({"arm": a.group, "settings": fsp_choice(cfg) if cfg else "", "n": t.n_treatment,
+                     "mean": t.treatment_mean, f"minus {abl.reference}": t.estimate,
                      "ci_low": t.ci[0], "ci_high": t.ci[1], "changes final accuracy": a.changes_accuracy,
                      "minus scratch": s.estimate, "scratch_ci_low": s.ci[0], "scratch_ci_high": s.ci[1],
                      "stage1_loss_first": a.stage1_first, "stage1_loss_last": a.stage1_last, "diverged": a.diverged})
@@ -198,9 +199,8 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
                                 paired=paired)
         first = bf16.iloc[0]
         rows.append({"group": first["group"], "method": first["method"], "arch": first["arch"],
-                     "budget": int(first["budget"]), "n_fp32": test.extra["n_control"],
-                     "n_bf16": test.extra["n_treatment"],
-                     "fp32_mean": test.extra["control_mean"], "bf16_mean": test.extra["treatment_mean"],
+                     "budget": int(first["budget"]), "n_fp32": test.n_control,
+                     "n_bf16": test.n_treatment, "fp32_mean": test.control_mean, "bf16_mean": test.treatment_mean,
                      "diff": test.estimate, "ci_low": test.ci[0], "ci_high": test.ci[1],
                      "speedup": float(fp32["wall_time_s"].mean() / bf16["wall_time_s"].mean()),
                      "failures": test.failures})
@@ -216,38 +216,36 @@ def _fmt_setting(v: Any) -> str:
 # ---------------------------------------------------------------- (f): environment and cost
 
 
-def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd.DataFrame:
+def environment(grid: GridLedger, records: list[RunRecord]) -> pd.DataFrame:
     """Hardware, versions, commit, dates, runs by status, CPU/GPU hours, wall time, harness efficiency.
 
     Time figures sum the grid's history (every ``fspbench run`` that trained something); a rerun that
     trained nothing adds nothing. Per-trial resources come from grid.json's trial_resources.
     """
     def uniq(key: str, within: str = "") -> str:
-        envs = [(r.get("env") or {}) for r in records]
+        envs = [(r.env or {}) for r in records]
         envs = [(e.get(within) or {}) for e in envs] if within else envs
         vals = sorted({str(e.get(key)) for e in envs if e.get(key) is not None})
         return ", ".join(vals) if vals else "not recorded"
 
-    history = [h for h in grid.get("history", []) if h.get("trained_runs")]
-    if not history and grid.get("trained_runs"):
-        history = [grid]
-    trial_s = sum(float(h.get("trial_time_s") or 0) for h in history)
+    history = [h for h in grid.history if h.trained_runs]
+    if not history and grid.trained_runs:  # the grid's own figures stand for the run that trained
+        history = [HistoryEntry(grid.started_at, grid.finished_at, grid.wall_time_s, grid.trained_runs,
+                                grid.trial_time_s, grid.cpus, grid.gpus, retried_time_s=grid.retried_time_s)]
+    trial_s = sum(float(h.trial_time_s or 0) for h in history)
     # attempts that failed and were retried (a lost node, a crash): time the runs' records do not count
-    retried_s = sum(float(h.get("retried_time_s") or 0) for h in history)
-    wall_s = sum(float(h.get("wall_time_s") or 0) for h in history)
-    res = grid.get("trial_resources") or {}
+    retried_s = sum(float(h.retried_time_s or 0) for h in history)
+    wall_s = sum(float(h.wall_time_s or 0) for h in history)
+    res = grid.trial_resources
     cpu, gpu = float(res.get("cpu", 1.0)), float(res.get("gpu", 0.0))
-    eff = grid.get("harness_efficiency")
-    if eff is None:
-        effs = [h["harness_efficiency"] for h in history if h.get("harness_efficiency") is not None]
-        eff = effs[-1] if effs else None
-    cluster_cpus = max([float(h.get("cpus") or 0) for h in history] + [float(grid.get("cpus") or 0)])
-    cluster_gpus = max([float(h.get("gpus") or 0) for h in history] + [float(grid.get("gpus") or 0)])
-    n = grid.get("runs", {})
-    starts = [h.get("started_at") for h in history if h.get("started_at")] or [grid.get("started_at")]
-    ends = [h.get("finished_at") for h in history if h.get("finished_at")] or [grid.get("finished_at")]
+    eff = grid.harness_efficiency
+    cluster_cpus = max([float(h.cpus or 0) for h in history] + [float(grid.cpus or 0)])
+    cluster_gpus = max([float(h.gpus or 0) for h in history] + [float(grid.gpus or 0)])
+    n = grid.runs
+    starts = [h.started_at for h in history if h.started_at] or [grid.started_at]
+    ends = [h.finished_at for h in history if h.finished_at] or [grid.finished_at]
     rows = [
-        ("benchmark", grid.get("name", "")),
+        ("benchmark", grid.name),
         ("processor", uniq("processor")),
         # what bitwise-identical CPU runs need to share, beside threads and versions (fspbench.hardware)
         ("torch CPU capability", uniq("cpu_capability", "hardware")),
@@ -265,10 +263,10 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
         ("finished", max(e for e in ends if e) if any(ends) else "not recorded"),
         ("cluster CPUs / GPUs", f"{cluster_cpus:g} / {cluster_gpus:g}"),
         ("resources per trial (cpu, gpu)", f"{cpu:g}, {gpu:g}"),
-        ("runs: total", n.get("total", len(records))),
-        ("runs: ok", n.get("ok", sum(r.get("status") == "ok" for r in records))),
-        ("runs: diverged", n.get("diverged", sum(r.get("status") == "diverged" for r in records))),
-        ("runs: failed", n.get("failed", sum(r.get("status") == "failed" for r in records))),
+        ("runs: total", n.total),
+        ("runs: ok", n.ok),
+        ("runs: diverged", n.diverged),
+        ("runs: failed", n.failed),
         ("summed trial time (s)", f"{trial_s:.1f}"),
         ("retried trial time (s)", f"{retried_s:.1f} ({_retries(history)})"),
         ("CPU hours ((trial + retried time) x cpu per trial)", f"{(trial_s + retried_s) * cpu / 3600:.4f}"),
@@ -280,27 +278,26 @@ def environment(grid: Mapping[str, Any], records: list[Mapping[str, Any]]) -> pd
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
 
 
-def _retries(history: list[Mapping[str, Any]]) -> str:
+def _retries(history: list[HistoryEntry]) -> str:
     """How many attempts the grid runs that trained retried (grid.json's history)."""
-    if not any("retried_attempts" in h for h in history):
+    if all(h.retried_attempts is None for h in history):
         return "not recorded"
-    n = sum(int(h.get("retried_attempts") or 0) for h in history)
+    n = sum(h.retried_attempts or 0 for h in history)
     return f"{n} attempt{'s' if n > 1 else ''} retried" if n else "no attempt retried"
 
 
-def _estimate_vs_wall(grid: Mapping[str, Any]) -> str:
-    est = grid.get("estimate") or {}
-    if not est.get("wall_time_s") or not grid.get("wall_time_s"):
+def _estimate_vs_wall(grid: GridLedger) -> str:
+    est = grid.estimate or {}
+    if not est.get("wall_time_s") or not grid.wall_time_s:
         return "not recorded"
-    ratio = float(grid["wall_time_s"]) / float(est["wall_time_s"])
-    return f"{float(est['wall_time_s']):.0f} / {float(grid['wall_time_s']):.0f} (measured / estimated {ratio:.2f})"
+    ratio = float(grid.wall_time_s) / float(est["wall_time_s"])
+    return f"{float(est['wall_time_s']):.0f} / {float(grid.wall_time_s):.0f} (measured / estimated {ratio:.2f})"
 
 
-def precision_not_run(grid: Mapping[str, Any], bench_groups: Mapping[str, int]) -> pd.DataFrame:
+def precision_not_run(grid: GridLedger, bench_groups: Mapping[str, int]) -> pd.DataFrame:
     """The bf16 groups a grid skipped because its hardware has no native bf16 (grid.json "skipped")."""
-    skipped = grid.get("skipped") or {}
     rows = [{"group": g, "runs": bench_groups.get(g, 0), "status": "not run: no native bf16 on this machine"}
-            for g in skipped.get("groups", [])]
+            for g in (grid.skipped.groups if grid.skipped else ())]
     return pd.DataFrame(rows, columns=["group", "runs", "status"])
 
 
