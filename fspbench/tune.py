@@ -133,7 +133,9 @@ def connect(address: str | None) -> None:
             raise BadInput(f"--address {address}: {first} (token clusters need RAY_AUTH_MODE=token and "
                            "RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
     else:
-        ray.init(include_dashboard=False, logging_level="ERROR", runtime_env=runtime_env)
+        # "local": a Ray of this command's own, even where a `ray start` cluster runs on this machine (a bare
+        # ray.init() would join the latest one, and fail on its token or share its workers)
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=runtime_env)
 
 
 # ---------------------------------------------------------------- the Tune run
