@@ -19,9 +19,9 @@ calibration included, to its last trial's end):
    image) x ``ray_slowdown`` (the CPU Ray's own processes take from the trials when every core is
    booked) + TRIAL_OVERHEAD_S + POINT_OVERHEAD_S per evaluation point.
 3. **The schedule** = the end of a simulated run of the grid: ``slots`` trials at once, each student
-   once its teacher has ended, the ready run with the longest remaining chain first, as
-   schedule.TeacherFirst orders the real grid; a run that finds no idle trial actor (Tune reuses an
-   ended trial's) waits ACTOR_START_S for a new one.
+   once its teacher has ended, the ready run with the longest remaining chain first: the policy of
+   ``fspbench.schedule``, which the grid's Tune searcher (searcher.TeacherFirst) follows too; a run that
+   finds no idle trial actor (Tune reuses an ended trial's) waits ACTOR_START_S for a new one.
 4. **The wall time** = ``startup_s`` + the schedule, where ``startup_s`` = the seconds the estimate
    itself took (imports, calibration) + TUNE_START_S + TUNE_END_S, and once per invocation
    PREPARE_S + RAY_START_S. A further Tune run in the same process (another look at the grid) pays
@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_json
 from fspbench.registry import TASKS, stage_plans
+from fspbench.schedule import ReadyRuns, chain_priority
 
 if TYPE_CHECKING:  # the grid module imports torch through the methods registry
     from fspbench.grid import Benchmark, GridRun
@@ -513,55 +514,30 @@ def ray_slowdown(cores: float, busy: float, ray_cpu: float = RAY_CPU) -> float:
     return busy / (busy - taken)
 
 
-def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
-    """run id -> its cost plus the costliest chain of runs that wait for it (its students).
-
-    Students have no students of their own, so a teacher's priority is its cost plus the
-    largest cost among its students in ``runs``.
-    """
-    own = {r.run_id: cost(r) for r in runs}
-    priority = dict(own)
-    for r in runs:
-        if r.teacher_run_id in own:
-            priority[r.teacher_run_id] = max(priority[r.teacher_run_id], own[r.teacher_run_id] + own[r.run_id])
-    return priority
-
-
 def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: Iterable[str] = (),
              actor_start_s: float = 0.0) -> float:
-    """End time of ``runs`` on ``slots`` parallel slots: a student starts once its teacher (if among
-    ``runs``) has ended; the ready run of highest chain priority goes first; ``first`` (run ids already
-    running) take their slots at time 0 whatever their priority. A run that finds no idle trial actor
-    (Tune reuses an ended trial's actor) waits ``actor_start_s`` for a new one."""
-    if not runs:
-        return 0.0
-    slots = max(1, slots)
-    prio = chain_priority(runs, lambda r: seconds[r.run_id])
-    ids = {r.run_id for r in runs}
-    waiting: dict[str, list[GridRun]] = {}
-    ready: list[tuple[float, int, GridRun]] = []
+    """End time of ``runs`` on ``slots`` parallel slots, each run started in the order the grid's Tune
+    searcher starts them (fspbench.schedule): a student once its teacher (if among ``runs``) has ended,
+    then the ready run of highest chain priority; ``first`` (run ids already running) take their slots
+    at time 0 whatever their priority. A run that finds no idle trial actor (Tune reuses an ended
+    trial's actor) waits ``actor_start_s`` for a new one."""
     started = set(first)
-    for i, r in enumerate(runs):
-        if r.teacher_run_id in ids:
-            waiting.setdefault(r.teacher_run_id, []).append(r)
-        else:
-            heapq.heappush(ready, (-(prio[r.run_id] + (1e18 if r.run_id in started else 0)), i, r))
-    now, order = 0.0, len(runs)
+    queue = ReadyRuns(runs, chain_priority(runs, lambda r: seconds[r.run_id]), running=started)
+    slots = max(1, slots)
+    now = 0.0
     running: list[tuple[float, str]] = []  # (end time, run id)
-    actors = len(started & ids)  # the runs already running have theirs
-    while ready or running:
-        while ready and len(running) < slots:
-            _, _, r = heapq.heappop(ready)
+    actors = len(started & {r.run_id for r in runs})  # the runs already running have theirs
+    while True:
+        while len(running) < slots and (r := queue.pop()) is not None:
             start = now
             if len(running) >= actors:  # every actor is busy: a new one starts
                 actors += 1
                 start += 0.0 if r.run_id in started else actor_start_s
             heapq.heappush(running, (start + seconds[r.run_id], r.run_id))
+        if not running:
+            return now
         now, done = heapq.heappop(running)
-        for s in waiting.pop(done, []):
-            order += 1
-            heapq.heappush(ready, (-prio[s.run_id], order, s))
-    return now
+        queue.ended(done)
 
 
 @dataclass

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_report_analysis_and_results_import_neither_torch_nor_ray() -> None:
     modules = ["fspbench.report", "fspbench.analysis", "fspbench.results", "fspbench.grid", "fspbench.config",
-               "fspbench.registry", "fspbench.spec", "fspbench.estimate",
+               "fspbench.registry", "fspbench.spec", "fspbench.estimate", "fspbench.schedule",
                "fspbench.cluster"]
     code = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
             "print('torch' in sys.modules, 'ray' in sys.modules)")
