@@ -1,7 +1,9 @@
-"""Layering the code relies on: statistics and reports without torch or Ray, short functions."""
+"""Layering the code relies on: statistics and reports without torch or Ray, imports in one direction,
+short functions."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +27,40 @@ def test_no_function_in_the_package_is_longer_than_80_lines() -> None:
 
     assert long_functions([ROOT / "fspbench"], 80) == []
     assert long_functions([ROOT / "fspbench"], 20)  # the check sees functions at all
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that ``path`` imports, at its top or inside functions (not for type checking)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+        node.test) for stmt in node.body for n in ast.walk(stmt)}
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules  # from a package import its modules
+            out |= subs if len(subs) == len(node.names) else subs | {node.module}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return out & modules
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (ROOT / "fspbench").rglob("*.py")}
+    graph = {m: _imports(p, set(files)) - {m, "fspbench"} for m, p in files.items()}
+    cycles, done = [], set()
+
+    def visit(m: str, path: list[str]) -> None:
+        for d in sorted(graph[m]):
+            if d in path:
+                cycles.append(" -> ".join([*path[path.index(d):], d]))
+            elif d not in done:
+                visit(d, [*path, d])
+        done.add(m)
+
+    for m in sorted(graph):
+        visit(m, [m])
+    assert cycles == []
+    assert graph["fspbench.estimate"] >= {"fspbench.schedule", "fspbench.step"}  # the check sees imports at all
