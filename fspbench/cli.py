@@ -118,7 +118,7 @@ def _perf(args: argparse.Namespace) -> int:
     import json
 
     from fspbench.perf import measure, packing, table
-    from fspbench.train import resolve_device
+    from fspbench.step import resolve_device
 
     device = str(resolve_device(args.device))
     if args.packing is not None:

@@ -294,6 +294,22 @@ def load_task(task: str, *, classes: Sequence[int] | None = None, train_per_clas
                     test_x=tx[tidx].to(dev), test_y=lut[ty[tidx]].to(dev), source=str(root))
 
 
+def synthetic_task(task: str, n: int, *, classes: int = 0, image_size: int = 0, test: int = 256,
+                   device: str | torch.device = "cpu") -> TaskData:
+    """``n`` random uint8 images (n, C, H, W) and labels of ``task``'s shape (``classes`` classes at
+    ``image_size``; 0: the task's own), the first ``test`` of them also its test set: what timing a
+    training step needs (the estimate's calibration, ``fspbench perf``) without the task's files."""
+    info = _check_task(task)
+    k, side = classes or info.num_classes, image_size or info.image_size
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, info.in_channels, side, side), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, k, (n,), generator=g)
+    dev = torch.device(device)
+    mean, std = ((torch.tensor(v, dtype=torch.float32) * 255).view(1, -1, 1, 1).to(dev) for v in (info.mean, info.std))
+    return TaskData(task, k, info.in_channels, side, mean, std, x.to(dev), y.to(dev), x[:test].to(dev),
+                    y[:test].to(dev), "synthetic")
+
+
 def normalize(x: torch.Tensor, data: TaskData) -> torch.Tensor:
     """uint8 (B, C, H, W) -> float32 (B, C, H, W): (x/255 - mean) / std."""
     return (x.float() - data.mean) / data.std

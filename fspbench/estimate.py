@@ -4,22 +4,24 @@ The estimate is of the wall time grid.json records (``wall_time_s``: from the gr
 calibration included, to its last trial's end):
 
 1. **Calibration.** Every kind of training step the grid contains (a stage of a method for one
-   network, input shape, batch, precision and teacher) and every kind of evaluation is timed on
-   synthetic data of the task's shape, at the trial's thread count, on the device the trials use,
-   while ``alongside`` = (trials the grid runs at once on this machine) - 1 other processes run the
-   same kinds in turn, as the grid's other trials will (``_Alongside``). After WARMUP_STEPS untimed
-   calls of each, CALIBRATION_ROUNDS rounds each time one call of every kind in turn (a step, or one
-   test batch); a kind's time is its median over the rounds, so a slow spell of a shared machine falls
-   on every kind alike and a slow round does not count. Timings are cached per machine
+   network, input shape, batch, precision and teacher) and every kind of evaluation is timed: the step
+   train.train_run takes, built by the same ``fspbench.step.build_step`` (networks, objective,
+   optimizer, autocast, batch stream, the per-step divergence check), on synthetic data of the task's
+   shape (``data.synthetic_task``) with a random teacher, at the trial's thread count, on the device
+   the trials use, while ``alongside`` = (trials the grid runs at once on this machine) - 1 other
+   processes run the same kinds in turn, as the grid's other trials will (``_Alongside``). After
+   WARMUP_STEPS untimed calls of each, CALIBRATION_ROUNDS rounds each time one call of every kind in
+   turn (a step, or one test batch); a kind's time is its median over the rounds, so a slow spell of a
+   shared machine falls on every kind alike and a slow round does not count. Timings are cached per machine
    (``Hardware.key()``, threads, ``alongside``, library versions) in ``$FSPBENCH_CACHE_DIR`` or
    ``~/.cache/fspbench``, so a second grid calibrates only what is new.
 2. **A run's seconds** = (sum over stages of steps x step time + its evaluated images x the time per
    image) x ``ray_slowdown`` (the CPU Ray's own processes take from the trials when every core is
    booked) + TRIAL_OVERHEAD_S + POINT_OVERHEAD_S per evaluation point.
 3. **The schedule** = the end of a simulated run of the grid: ``slots`` trials at once, each student
-   once its teacher has ended, the ready run with the longest remaining chain first, as
-   schedule.TeacherFirst orders the real grid; a run that finds no idle trial actor (Tune reuses an
-   ended trial's) waits ACTOR_START_S for a new one.
+   once its teacher has ended, the ready run with the longest remaining chain first: the policy of
+   ``fspbench.schedule``, which the grid's Tune searcher (searcher.TeacherFirst) follows too; a run that
+   finds no idle trial actor (Tune reuses an ended trial's) waits ACTOR_START_S for a new one.
 4. **The wall time** = ``startup_s`` + the schedule, where ``startup_s`` = the seconds the estimate
    itself took (imports, calibration) + TUNE_START_S + TUNE_END_S, and once per invocation
    PREPARE_S + RAY_START_S. A further Tune run in the same process (another look at the grid) pays
@@ -77,6 +79,7 @@ from fspbench.config import RunConfig
 from fspbench.io import atomic_write_json
 from fspbench.methods import stage_plans
 from fspbench.registry import TASKS
+from fspbench.schedule import ReadyRuns, chain_priority
 
 if TYPE_CHECKING:  # the grid module imports torch through the methods registry
     from fspbench.grid import Benchmark, GridRun
@@ -205,23 +208,6 @@ def _read_cache() -> dict[str, Any]:
         return {"version": CACHE_VERSION}
 
 
-def _synthetic(cfg: RunConfig, device: Any, n: int) -> Any:
-    """n random uint8 images and labels of the run's data shape, as TaskData."""
-    import torch
-
-    from fspbench.data import TaskData
-
-    k, c, side = _shape(cfg)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, c, side, side), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, k, (n,), generator=g)
-    info = TASKS[cfg.task]
-    mean = (torch.tensor(info.mean) * 255).view(1, -1, 1, 1)
-    std = (torch.tensor(info.std) * 255).view(1, -1, 1, 1)
-    return TaskData(cfg.task, k, c, side, mean.to(device), std.to(device), x.to(device), y.to(device),
-                    x[:256].to(device), y[:256].to(device), "synthetic")
-
-
 @dataclass
 class Work:
     """One kind's unit of work, ready to run: ``run()`` does one training step (``units`` = 1) or
@@ -233,58 +219,45 @@ class Work:
 
 
 def _workload(kind: Kind) -> Work:
-    """``kind``'s work on synthetic data of its shape: the calls train.train_run makes."""
-    import torch
-
-    from fspbench.data import EVAL_BATCH, BatchStream, eval_batches
+    """``kind``'s work on synthetic data of its shape: the training step train.train_run takes
+    (fspbench.step.build_step, the stage's ``Stage.train``), or one of its evaluations."""
+    from fspbench.data import EVAL_BATCH, eval_batches, synthetic_task
     from fspbench.models import build_model
-    from fspbench.objectives import StageContext, stage_specs
-    from fspbench.train import evaluate, make_optimizer, optimizer_step, resolve_device
+    from fspbench.step import build_step, resolve_device
 
-    cfg = kind.cfg
+    # a random teacher and no pretrained weights: a network's values change no step's time
+    cfg = kind.cfg.replace(weights="")
     device = resolve_device(cfg.device)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    data = _synthetic(cfg, device, max(4 * cfg.batch_size, 4 * EVAL_BATCH))
-    torch.manual_seed(0)
-    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width).to(device)
-    student = student.to(memory_format=fmt)
-    if cfg.compile:
-        student.compile()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    k, _, side = _shape(cfg)
+    data = synthetic_task(cfg.task, max(4 * cfg.batch_size, 4 * EVAL_BATCH), classes=k, image_size=side,
+                          device=device)
+    teacher = None
+    if kind.teacher is not None:
+        teacher = build_model(kind.teacher.arch, _shape(kind.teacher)[0], data.in_channels, kind.teacher.width)
+    step = build_step(cfg, teacher, device, data=data, stages=[kind.stage] if kind.stage >= 0 else [])
 
     def sync() -> None:
         if device.type == "cuda":
+            import torch
+
             torch.cuda.synchronize(device)
 
     if kind.stage < 0:
-        batches = eval_batches(data, memory_format=fmt)[:EVAL_ROUND_BATCHES]
+        batches = eval_batches(data, memory_format=step.memory_format)[:EVAL_ROUND_BATCHES]
 
         def score() -> None:
-            evaluate(student, batches, autocast)  # its one host sync at the end, as at an evaluation point
+            step.evaluate(batches)  # its one host sync at the end, as at an evaluation point
 
         return Work(score, float(sum(int(y.numel()) for _, y in batches)), sync)
 
-    teacher = None
-    if kind.teacher is not None:
-        tk, _, _ = _shape(kind.teacher)
-        teacher = build_model(kind.teacher.arch, tk, data.in_channels, kind.teacher.width)
-        teacher.to(device).to(memory_format=fmt).eval().requires_grad_(False)
-    spec = stage_specs(cfg)[kind.stage]
-    probe = eval_batches(data, memory_format=fmt)[0][0][:2]
-    objective = spec.objective(StageContext(student, teacher, cfg, probe)).to(device).to(memory_format=fmt)
-    opt, sched = make_optimizer(list(student.parameters()) + list(objective.parameters()), spec, cfg)
-    stream = BatchStream(data, cfg.batch_size, 0, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
-    loss_sum = torch.zeros((), device=device)
-    objective.active().__enter__()  # the stage's hooks stay on for as long as the work runs
+    stage = step.stages[kind.stage]
+    stage.objective.active().__enter__()  # the stage's hooks stay on for as long as the work runs
+    check = step.check_every == 1  # train_run's divergence check, a sync per step on the CPU
 
-    def step() -> None:
-        nonlocal loss_sum
-        loss = optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast)
-        loss_sum += loss.detach().float()
-        if device.type == "cpu":
-            torch.isfinite(loss_sum).item()  # train_run's divergence check, a sync per CPU step
+    def run() -> None:
+        stage.train(0.0, check)
 
-    return Work(step, 1.0, sync)
+    return Work(run, 1.0, sync)
 
 
 def interleaved_times(works: list[Work], rounds: int,
@@ -446,7 +419,7 @@ def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibr
     other processes run the same work (a grid's other trials on this machine); update the cache."""
     import torch
 
-    from fspbench.train import resolve_device
+    from fspbench.step import resolve_device
 
     by_key = {k.key: k for k in kinds}
     device = next(iter(by_key.values())).cfg.device if by_key else "cpu"
@@ -545,55 +518,30 @@ def ray_slowdown(cores: float, busy: float, ray_cpu: float = RAY_CPU) -> float:
     return busy / (busy - taken)
 
 
-def chain_priority(runs: list[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
-    """run id -> its cost plus the costliest chain of runs that wait for it (its students).
-
-    Students have no students of their own, so a teacher's priority is its cost plus the
-    largest cost among its students in ``runs``.
-    """
-    own = {r.run_id: cost(r) for r in runs}
-    priority = dict(own)
-    for r in runs:
-        if r.teacher_run_id in own:
-            priority[r.teacher_run_id] = max(priority[r.teacher_run_id], own[r.teacher_run_id] + own[r.run_id])
-    return priority
-
-
 def simulate(runs: list[GridRun], seconds: dict[str, float], slots: int, first: Iterable[str] = (),
              actor_start_s: float = 0.0) -> float:
-    """End time of ``runs`` on ``slots`` parallel slots: a student starts once its teacher (if among
-    ``runs``) has ended; the ready run of highest chain priority goes first; ``first`` (run ids already
-    running) take their slots at time 0 whatever their priority. A run that finds no idle trial actor
-    (Tune reuses an ended trial's actor) waits ``actor_start_s`` for a new one."""
-    if not runs:
-        return 0.0
-    slots = max(1, slots)
-    prio = chain_priority(runs, lambda r: seconds[r.run_id])
-    ids = {r.run_id for r in runs}
-    waiting: dict[str, list[GridRun]] = {}
-    ready: list[tuple[float, int, GridRun]] = []
+    """End time of ``runs`` on ``slots`` parallel slots, each run started in the order the grid's Tune
+    searcher starts them (fspbench.schedule): a student once its teacher (if among ``runs``) has ended,
+    then the ready run of highest chain priority; ``first`` (run ids already running) take their slots
+    at time 0 whatever their priority. A run that finds no idle trial actor (Tune reuses an ended
+    trial's actor) waits ``actor_start_s`` for a new one."""
     started = set(first)
-    for i, r in enumerate(runs):
-        if r.teacher_run_id in ids:
-            waiting.setdefault(r.teacher_run_id, []).append(r)
-        else:
-            heapq.heappush(ready, (-(prio[r.run_id] + (1e18 if r.run_id in started else 0)), i, r))
-    now, order = 0.0, len(runs)
+    queue = ReadyRuns(runs, chain_priority(runs, lambda r: seconds[r.run_id]), running=started)
+    slots = max(1, slots)
+    now = 0.0
     running: list[tuple[float, str]] = []  # (end time, run id)
-    actors = len(started & ids)  # the runs already running have theirs
-    while ready or running:
-        while ready and len(running) < slots:
-            _, _, r = heapq.heappop(ready)
+    actors = len(started & {r.run_id for r in runs})  # the runs already running have theirs
+    while True:
+        while len(running) < slots and (r := queue.pop()) is not None:
             start = now
             if len(running) >= actors:  # every actor is busy: a new one starts
                 actors += 1
                 start += 0.0 if r.run_id in started else actor_start_s
             heapq.heappush(running, (start + seconds[r.run_id], r.run_id))
+        if not running:
+            return now
         now, done = heapq.heappop(running)
-        for s in waiting.pop(done, []):
-            order += 1
-            heapq.heappush(ready, (-prio[s.run_id], order, s))
-    return now
+        queue.ended(done)
 
 
 @dataclass

@@ -4,12 +4,14 @@ Every figure comes from one process. All of them are timed in turn in each of ``
 a throughput is the median over rounds, and a ratio the median of the ratios within each round,
 so the ratios compare like with like on a noisy machine:
 
-- fspbench_img_s: fspbench's own step (BatchStream + optimizer_step in its default memory format,
-  the path ``fspbench train`` takes) for ResNet-20 at batch 128 on Fashion-MNIST-shaped input, fp32;
+- fspbench_img_s: fspbench's own step (``fspbench.step.build_step``: BatchStream + ``Stage.step`` in its
+  default memory format, the step ``fspbench train`` takes) for ResNet-20 at batch 128 on
+  Fashion-MNIST-shaped input (``data.synthetic_task``), fp32;
 - bare_img_s: a plain loop of the same model, batch, dtype and memory format on one fixed batch;
   loop_vs_bare = their ratio;
 - teacher_forward_img_s (ResNet-20 under inference_mode), student_ce_img_s (ResNet-8 cross-entropy
-  step), fsp_step_img_s (a ResNet-20 -> ResNet-8 FSP stage-1 step, hooks held for the stage), and
+  step), fsp_step_img_s (a ResNet-20 -> ResNet-8 FSP stage-1 step, hooks held for the stage; both
+  steps are the stages of one FSP run's ``build_step``), and
   fsp_overhead = t(FSP step) / (t(student CE step) + t(teacher forward));
 - sgemm_gflops (fp32 matmul), train_gflops (ResNet-20 training FLOPs from torch.utils.flop_counter
   per second of fspbench's step), fp32_fraction_of_peak = their ratio;
@@ -43,13 +45,14 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from fspbench.config import RunConfig
-from fspbench.data import BatchStream, TaskData
+from fspbench.data import BatchStream, TaskData, synthetic_task
 from fspbench.hardware import detect
 from fspbench.models import build_model
-from fspbench.objectives import CrossEntropy, FSPObjective, StageContext, StageSpec
-from fspbench.train import make_optimizer, optimizer_step
+from fspbench.step import build_step
 
 BATCH = 128
+STEPS = 10**6  # the stages' length: no lr milestone falls inside a measurement
+IMAGES = 4096  # synthetic Fashion-MNIST-shaped training images
 BF16_SLOW_STEPS = 2  # timed bf16 steps (after one untimed) where bf16 is emulated
 KEYS = ("fspbench_img_s", "bare_img_s", "loop_vs_bare", "teacher_forward_img_s", "student_ce_img_s",
         "fsp_step_img_s", "fsp_overhead", "sgemm_gflops", "train_gflops", "fp32_fraction_of_peak", "bf16_img_s",
@@ -78,16 +81,6 @@ def seconds_per_call(fn: Callable[[], Any], device: torch.device, steps: int, wa
     return (time.perf_counter() - t0) / steps
 
 
-def synthetic_task(device: torch.device, n: int = 4096) -> TaskData:
-    """Fashion-MNIST-shaped uint8 images (n, 1, 28, 28) and labels, so perf needs no data files."""
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
-    y = torch.randint(0, 10, (n,), generator=g)
-    stat = torch.tensor([0.286 * 255]).view(1, 1, 1, 1), torch.tensor([0.353 * 255]).view(1, 1, 1, 1)
-    return TaskData("synthetic", 10, 1, 28, stat[0].to(device), stat[1].to(device), x.to(device), y.to(device),
-                    x[:512].to(device), y[:512].to(device), "synthetic")
-
-
 def _bare_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                autocast: Any) -> None:
     with autocast:
@@ -106,44 +99,40 @@ class Step:
     opt: torch.optim.Optimizer
 
 
+def _data(device: torch.device) -> TaskData:
+    return synthetic_task("fashion-mnist", IMAGES, device=device)
+
+
 def fspbench_step(device: torch.device, *, arch: str = "resnet20", channels_last: bool = True,
                   precision: str = "fp32", compile: bool = False) -> Step:
-    """One training step of ``fspbench train`` (batch drawn and augmented, CE, SGD, lr schedule)."""
-    torch.manual_seed(0)
-    data = synthetic_task(device)
-    fmt = CL if channels_last else torch.contiguous_format
-    cfg = RunConfig(arch=arch, batch_size=BATCH, device=device.type, channels_last=channels_last)
-    spec = StageSpec("main", 10**6, cfg.lr, cfg.milestones, CrossEntropy)
-    model = build_model(arch, 10, 1).to(device, memory_format=fmt)
-    if compile:
-        model.compile()
-    stream = BatchStream(data, BATCH, 0, memory_format=fmt)
-    objective = CrossEntropy(StageContext(model, None, cfg, data.test_x[:2].float()))
-    opt, sched = make_optimizer(list(model.parameters()), spec, cfg)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-    return Step(lambda: optimizer_step(objective, opt, sched, *stream.next(), 0.0, autocast), model, opt)
+    """One training step of ``fspbench train`` (batch drawn and augmented, CE, SGD, lr schedule) of a scratch
+    run with these settings (seed 0), built by ``fspbench.step.build_step`` as train builds it."""
+    cfg = RunConfig(arch=arch, batch_size=BATCH, steps=STEPS, device=device.type, channels_last=channels_last,
+                    precision=precision, compile=compile)
+    step = build_step(cfg, None, device, data=_data(device))
+    stage, stream = step.stages[0], step.stream
+    return Step(lambda: stage.step(*stream.next(), 0.0), step.student, stage.opt)
 
 
-def _fsp_parts(dev: torch.device, cfg: RunConfig, spec: StageSpec, x: torch.Tensor,
+def _fsp_parts(dev: torch.device, data: TaskData, x: torch.Tensor,
                y: torch.Tensor) -> dict[str, tuple[Callable[[], Any], Any]]:
     """The teacher's forward, the student's CE step and the FSP stage-1 step, each with the context held
-    while it is timed: teacher ResNet-20 (frozen) -> student ResNet-8, as train_run holds them (the
-    hooks are placed once for the stage, so they are in place only while FSP is timed)."""
-    teacher = build_model("resnet20", 10, 1).to(dev, memory_format=CL).eval().requires_grad_(False)
-    student = build_model("resnet8", 10, 1).to(dev, memory_format=CL)
+    while it is timed: the two stages of an FSP run (``build_step``) of a student ResNet-8 with a frozen
+    teacher ResNet-20, as train_run holds them (the hooks are placed once for the stage, so they are in
+    place only while FSP is timed), on the batch (x, y)."""
+    cfg = RunConfig(arch="resnet8", method="fsp", batch_size=BATCH, steps=STEPS, init_steps=STEPS, device=dev.type)
+    step = build_step(cfg, build_model("resnet20", 10, 1), dev, data=data)
+    fsp, ce, teacher = step.stages[0], step.stages[1], step.teacher
+    assert teacher is not None
 
     def teacher_forward() -> None:
         with torch.inference_mode():
             teacher(x)
 
-    ce = CrossEntropy(StageContext(student, None, cfg, x[:2]))
-    ce_opt, ce_sched = make_optimizer(list(student.parameters()), spec, cfg)
-    fsp = FSPObjective(StageContext(student, teacher, cfg, x[:2])).to(dev)
-    fsp_opt, fsp_sched = make_optimizer(list(student.parameters()) + list(fsp.parameters()), spec, cfg)
     return {
         "teacher": (teacher_forward, nullcontext),
-        "student_ce": (lambda: optimizer_step(ce, ce_opt, ce_sched, x, y, 0.0, nullcontext()), nullcontext),
-        "fsp": (lambda: optimizer_step(fsp, fsp_opt, fsp_sched, x, y, 0.0, nullcontext()), fsp.active),
+        "student_ce": (lambda: ce.step(x, y, 0.0), nullcontext),
+        "fsp": (lambda: fsp.step(x, y, 0.0), fsp.objective.active),
     }
 
 
@@ -151,9 +140,8 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
             compile: bool = False) -> dict[str, float]:
     """All figures of the module docstring for ``device``: medians over ``repeats`` rounds of ``steps`` calls."""
     dev = torch.device(device)
-    cfg = RunConfig(arch="resnet20", batch_size=BATCH, device=dev.type)
-    spec = StageSpec("main", 10**6, cfg.lr, cfg.milestones, CrossEntropy)
-    x, y = BatchStream(synthetic_task(dev), BATCH, 1, memory_format=CL).next()
+    data = _data(dev)
+    x, y = BatchStream(data, BATCH, 1, memory_format=CL).next()
 
     # (step, context held while it is timed); compared figures share network instances, since two
     # instances of one network can differ by several percent in speed (memory placement)
@@ -170,7 +158,7 @@ def measure(device: str = "cpu", steps: int = 20, warmup: int = 3, repeats: int 
     if compile:
         timed["compiled"] = (fspbench_step(dev, compile=True).run, nullcontext)
 
-    timed.update(_fsp_parts(dev, cfg, spec, x, y))
+    timed.update(_fsp_parts(dev, data, x, y))
     a = torch.randn(2048, 2048, device=dev)
     b = torch.randn(2048, 2048, device=dev)
     timed["sgemm"] = (lambda: torch.mm(a, b), nullcontext)

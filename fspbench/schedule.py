@@ -1,109 +1,102 @@
-"""The order in which a grid's runs start: a student as soon as its own teacher has finished.
+"""Which run of a grid starts next: a student as soon as its own teacher has ended ok, and among the
+runs ready to start the one with the longest remaining chain.
 
-``TeacherFirst`` is a Ray Tune ``Searcher`` that hands out run ids instead of sampled
-hyperparameters. A run is *ready* when it needs no teacher or its teacher's run ended ok;
-among the ready runs the one with the longest remaining chain goes first (list scheduling
-by critical path: a teacher's chain is its own cost plus its costliest student's), so the
-grid neither waits at a barrier between teachers and students nor ends with one slot busy
-and the others idle. A student whose teacher did not end ok is never started: it is
-handed to ``on_blocked``, which records it as failed.
+One policy, two users: the grid's Tune searcher (``searcher.TeacherFirst``) hands runs to Ray Tune in
+this order, and the time estimate (``estimate.simulate``) simulates the grid in the same order. No
+Ray and no torch here, so the estimate can simulate a schedule without either.
 
-``FollowCluster`` caps the live trials at the slots of the nodes alive now (fspbench.cluster),
-so Tune asks for a run only when a slot is free and a run id is bound to a trial as late as
-possible: a student that became ready a moment ago still overtakes a lower-priority run. A
-node that joins raises the cap while the grid runs; a node that is lost lowers it.
+A run is *ready* when it needs no teacher among the runs to train, or once its teacher has ended ok;
+the students of a teacher that did not end ok are *blocked* and never start. Among the ready runs,
+``next_run`` picks, in this order: a run that is running already (its trial started before this
+schedule was drawn up: it keeps its slot), then the highest chain priority (list scheduling by
+critical path: a teacher's chain is its own cost plus its costliest student's, so the grid neither
+waits at a barrier between teachers and students nor ends with one slot busy and the others idle),
+then the run that became ready first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ray.tune.search import ConcurrencyLimiter, Searcher
+if TYPE_CHECKING:  # no import at run time: the policy needs the runs' ids and teachers only
+    from fspbench.grid import GridRun
 
-from fspbench.estimate import chain_priority
-from fspbench.grid import GridRun
-
-__all__ = ["FollowCluster", "TeacherFirst", "chain_priority"]
+__all__ = ["ReadyRuns", "chain_priority", "next_run"]
 
 
-class TeacherFirst(Searcher):
-    """Hands out the runs of a grid to Ray Tune, each student once its teacher has ended ok.
+def chain_priority(runs: Iterable[GridRun], cost: Callable[[GridRun], float]) -> dict[str, float]:
+    """run id -> its cost plus the costliest chain of runs that wait for it (its students).
 
-    ``runs``: the runs to train now. A student whose teacher is not among them had its
-    teacher trained before; ``teacher_status(run_id)`` says how that teacher ended ("ok",
-    "diverged", "failed" or "missing"), both for those and for teachers that end now.
-    ``on_blocked(run, status)`` is called once for each student that will not be started.
+    Students have no students of their own, so a teacher's priority is its cost plus the
+    largest cost among its students in ``runs``.
+    """
+    runs = list(runs)
+    own = {r.run_id: cost(r) for r in runs}
+    priority = dict(own)
+    for r in runs:
+        if r.teacher_run_id in own:
+            priority[r.teacher_run_id] = max(priority[r.teacher_run_id], own[r.teacher_run_id] + own[r.run_id])
+    return priority
+
+
+def next_run(ready: Sequence[GridRun], priority: Mapping[str, float],
+             running: Collection[str] = ()) -> GridRun | None:
+    """The run of ``ready`` (in the order they became ready) that starts next, or None when none is ready:
+    one in ``running`` (already running) first, then the highest ``priority``, then the first ready."""
+    return min(ready, key=lambda r: (r.run_id not in running, -priority[r.run_id]), default=None)
+
+
+def _always_ok(run_id: str) -> str:
+    return "ok"
+
+
+class ReadyRuns:
+    """The runs of a grid that are still to start: ``pop()`` takes out the one that starts next (``next_run``).
+
+    ``priority``: run id -> its chain priority (``chain_priority``); ``running``: run ids whose trials
+    started before (they go first). ``teacher_status(run_id)`` says how a teacher ended ("ok" or not):
+    asked at the start for the teachers of students whose teacher is not among ``runs`` (trained
+    before), and in ``ended`` for those that end now; the estimate's simulation takes every teacher to
+    end ok (the default). ``on_blocked(student, status)`` is called once for each blocked student.
     """
 
-    def __init__(self, runs: list[GridRun], cost: Callable[[GridRun], float],
-                 teacher_status: Callable[[str], str], on_blocked: Callable[[GridRun, str], None]) -> None:
-        super().__init__()
-        self._priority = chain_priority(runs, cost)
-        self._teacher_status = teacher_status
-        self._on_blocked = on_blocked
+    def __init__(self, runs: Iterable[GridRun], priority: Mapping[str, float], *,
+                 teacher_status: Callable[[str], str] = _always_ok,
+                 on_blocked: Callable[[GridRun, str], None] | None = None, running: Collection[str] = ()) -> None:
+        runs = list(runs)
+        self._priority, self._running = priority, set(running)
+        self._status, self._on_blocked = teacher_status, on_blocked
+        self.ready: list[GridRun] = []  # in the order they became ready
+        self.waiting: dict[str, list[GridRun]] = {}  # teacher run id -> its students, while it has not ended
+        self.blocked: list[str] = []  # run ids of the students that will never start
         pending = {r.run_id for r in runs}
-        self._ready: list[GridRun] = []
-        self._waiting: dict[str, list[GridRun]] = {}  # teacher run id -> its students
-        self._trial_run: dict[str, str] = {}  # Tune trial id -> run id
-        self.blocked: list[str] = []  # run ids of the students that will not be started
         for r in runs:
             if r.teacher_run_id in pending:
-                self._waiting.setdefault(r.teacher_run_id, []).append(r)
+                self.waiting.setdefault(r.teacher_run_id, []).append(r)
             elif r.teacher_run_id:
-                self._release([r], self._teacher_status(r.teacher_run_id))
+                self._release([r], self._status(r.teacher_run_id))
             else:
-                self._ready.append(r)
+                self.ready.append(r)
 
     def _release(self, students: list[GridRun], status: str) -> None:
         if status == "ok":
-            self._ready += students
+            self.ready += students
             return
         for s in students:
             self.blocked.append(s.run_id)
-            self._on_blocked(s, status)
+            if self._on_blocked is not None:
+                self._on_blocked(s, status)
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        """The ready run with the highest priority; None while only students of running
-        teachers are left; FINISHED when every run has been handed out or blocked."""
-        if self._ready:
-            best = max(self._ready, key=lambda r: self._priority[r.run_id])
-            self._ready.remove(best)
-            self._trial_run[trial_id] = best.run_id
-            return {"run_id": best.run_id}
-        return None if self._waiting else Searcher.FINISHED
+    def pop(self) -> GridRun | None:
+        """The ready run that starts next (``next_run``), taken out of ``ready``; None when none is ready."""
+        run = next_run(self.ready, self._priority, self._running)
+        if run is not None:
+            self.ready.remove(run)
+        return run
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        """A trial ended (after its retries): release or block the students of its run."""
-        run_id = self._trial_run.pop(trial_id, None)
-        students = self._waiting.pop(run_id, []) if run_id else []
+    def ended(self, run_id: str) -> None:
+        """Run ``run_id`` has ended: its students become ready, or blocked if it did not end ok."""
+        students = self.waiting.pop(run_id, [])
         if students:
-            self._release(students, self._teacher_status(run_id))
-
-    def save(self, checkpoint_path: str) -> None:
-        """Nothing to save: a rerun resumes from the run records, never from Tune's own state."""
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Nothing to restore (see ``save``)."""
-
-
-class FollowCluster(ConcurrencyLimiter):
-    """Ray Tune's ConcurrencyLimiter with a limit that follows the cluster while the grid runs.
-
-    ``slots()`` is the number of trials the live nodes hold now (cluster.ClusterSlots). At least
-    one trial is let through even when no node holds one yet, so that an autoscaling cluster
-    sees a waiting trial and adds a node for it. Tune reads the limit once at the start to size
-    its queue of pending trials; every ``suggest`` reads it again.
-    """
-
-    def __init__(self, searcher: Searcher, slots: Callable[[], int]) -> None:
-        self._slots = slots
-        super().__init__(searcher, max_concurrent=self.max_concurrent)
-
-    @property  # type: ignore[override]  # an attribute in ConcurrencyLimiter, computed here
-    def max_concurrent(self) -> int:
-        return max(1, self._slots())
-
-    @max_concurrent.setter
-    def max_concurrent(self, value: int) -> None:
-        """Ignored: the limit is the cluster's (Tune sets it only from max_concurrent_trials, unused here)."""
+            self._release(students, self._status(run_id))

@@ -1,5 +1,8 @@
 """One training run: its stages, lr schedules, evaluation points, checkpoints and run record.
 
+What it trains with (student, each stage's objective, optimizer and lr schedule, autocast, the batch
+stream) is ``fspbench.step.build_step``'s, the same step the time estimate times and perf measures.
+
 Units: a step is one optimizer step on one batch; ``step`` counts all stages from the
 start of the run, ``stage_step`` restarts at each stage. ``wall_time_s`` is training time
 only (teacher forward passes included, evaluation and checkpointing excluded), so that
@@ -13,7 +16,6 @@ Files (``out``: where the record goes; ``ckpt_dir``: checkpoints, default out/ch
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import platform
@@ -24,21 +26,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import fspbench
 from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
-from fspbench.data import BatchStream, TaskData, eval_batches, load_task
+from fspbench.data import TaskData, eval_batches, load_task
 from fspbench.errors import BadInput
 from fspbench.hardware import check_precision, cpu_flags_and_name, detect
 from fspbench.io import atomic_torch_save, sha256_file
 from fspbench.models import build_model
-from fspbench.objectives import Objective, StageContext, StageSpec, stage_specs
 from fspbench.results import RunRecord
+from fspbench.step import Stage, TrainStep, build_step, resolve_device
+
+if TYPE_CHECKING:
+    from fspbench.objectives import StageSpec
 
 EvalCallback = Callable[[dict[str, Any], Path | None], None]
 
@@ -50,14 +54,6 @@ class Teacher:
     model: nn.Module
     run_id: str
     config: RunConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BadInput("device: cuda was asked for but no GPU is visible; use device=cpu or auto")
-    return torch.device(name)
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -142,45 +138,6 @@ def load_teacher(ref: str, device: torch.device) -> Teacher:
     return Teacher(model, ckpt["run_id"], cfg)
 
 
-@torch.inference_mode()
-def evaluate(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]],
-             autocast: contextlib.AbstractContextManager[Any]) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy (fraction 0..1) over ``batches``; one host sync at the end."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=batches[0][0].device)
-    correct = torch.zeros((), device=batches[0][0].device, dtype=torch.long)
-    n = 0
-    for x, y in batches:
-        with autocast:
-            logits = model(x).float()  # (B, K)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-        n += y.numel()
-    model.train(was_training)
-    return loss_sum.item() / n, correct.item() / n
-
-
-def make_optimizer(params: list[nn.Parameter], spec: StageSpec, cfg: RunConfig) -> tuple[Any, Any]:
-    """SGD with momentum and weight decay, and the stage's piecewise-constant lr (stepped per step)."""
-    opt = torch.optim.SGD(params, lr=spec.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [round(m * spec.steps) for m in spec.milestones],
-                                                 gamma=cfg.gamma)
-    return opt, sched
-
-
-def optimizer_step(objective: Objective, opt: Any, sched: Any, x: torch.Tensor, y: torch.Tensor,
-                   progress: float, autocast: contextlib.AbstractContextManager[Any]) -> torch.Tensor:
-    """One training step: loss of the stage's objective on (x (B,C,H,W), y (B,)), backward, SGD, lr."""
-    with autocast:
-        loss = objective(x, y, progress)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    sched.step()
-    return loss
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -199,25 +156,24 @@ class _Progress:
 
 @dataclass
 class _Run:
-    """One run, set up: its networks, data, stages and the record it will write."""
+    """One run, set up: its training step (networks, stages, data stream), test batches and the record
+    it will write."""
 
     cfg: RunConfig
     run_id: str
     out: Path
     ckpt_dir: Path
-    device: torch.device
     data: TaskData
     full_test: list[tuple[torch.Tensor, torch.Tensor]]  # the whole test set, normalised batches
     curve_test: list[tuple[torch.Tensor, torch.Tensor]]  # the curve points' fixed subset of it
-    student: nn.Module
-    stages: list[StageSpec]
-    objectives: list[Objective]
-    stream: BatchStream
-    autocast: contextlib.AbstractContextManager[Any]
+    step: TrainStep  # what it trains with (fspbench.step)
     base: dict[str, Any]  # the labels every curve row carries
     record: dict[str, Any]
     state: _Progress
-    resumed: dict[str, Any] | None  # the saved state this run resumes from
+
+    @property
+    def stages(self) -> list[StageSpec]:
+        return self.step.specs
 
     @property
     def state_path(self) -> Path:
@@ -268,13 +224,12 @@ def train_run(
 
 
 def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -> _Run:
-    """Validate, load the teacher and the data, build the student and its stages, resume if saved."""
+    """Validate, load the teacher and the data, build the run's training step, resume if saved."""
     cfg = cfg.validate()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, cfg.force_bf16, detect(device.type))
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     teacher = load_teacher(cfg.teacher, device) if cfg.teacher else None
     run_id = cfg.run_id(teacher.run_id if teacher else "")
 
@@ -284,20 +239,10 @@ def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -
         wrong = teacher_mismatch(cfg, teacher.config)
         if wrong is not None:  # "methods" and "fsp.adapter" are a grid's keys; here they are settings
             raise BadInput(f"{'teacher' if wrong[0] == 'methods' else wrong[0]}: {wrong[1]}")
-        teacher.model.to(memory_format=fmt)
+    step = build_step(cfg, teacher.model if teacher else None, device, data=data)
+    fmt = step.memory_format
     full_test = eval_batches(data, memory_format=fmt)
     curve_test = eval_batches(data, subset=cfg.eval_subset, memory_format=fmt) if cfg.eval_subset else full_test
-
-    torch.manual_seed(cfg.seed)  # model init; the data order has its own generator
-    student = build_model(cfg.arch, data.num_classes, data.in_channels, cfg.width, cfg.weights)
-    student.to(device, memory_format=fmt)
-    stages = stage_specs(cfg)
-    ctx = StageContext(student, teacher.model if teacher else None, cfg, full_test[0][0][:2])
-    objectives: list[Objective] = [s.objective(ctx).to(device, memory_format=fmt) for s in stages]
-    if cfg.compile:
-        student.compile()  # in place: parameter names, hooks and checkpoints stay those of the eager model
-    stream = BatchStream(data, cfg.batch_size, cfg.seed, augment=cfg.augment, hflip=cfg.hflip, memory_format=fmt)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
     # the teacher as results should name it: relative to the record's folder when it lies inside, so
     # records carry no machine's absolute path (a grid passes its trials absolute paths)
@@ -309,65 +254,59 @@ def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -
     record: dict[str, Any] = {
         **base, "teacher": portable, "config": {**cfg.to_dict(), "teacher": portable}, "env": environment(device),
         "stages": [{"name": s.name, "steps": s.steps, "lr": s.lr, "milestones": list(s.milestones)}
-                   for s in stages],
+                   for s in step.specs],
         "data": {"source": data.source, "train_images": int(data.train_y.numel()),
                  "test_images": int(data.test_y.numel()), "num_classes": data.num_classes},
         "started_at": _now(), "status": "failed", "error": None, "curve": [], "final": None,
         "checkpoint": None,
     }
     ckpt = Path(ckpt_dir) if ckpt_dir is not None else out / "checkpoints"
-    resumed = _load_state(ckpt / f"{run_id}.state.pt", run_id)
-    state = _Progress()
-    if resumed is not None:
-        state = resumed["progress"]
-        student.load_state_dict(resumed["student"])
-        stream.load_state_dict(resumed["stream"])
-    return _Run(cfg, run_id, out, ckpt, device, data, full_test, curve_test, student, stages, objectives, stream,
-                autocast, base, record, state, resumed)
+    state = _resume(step, ckpt / f"{run_id}.state.pt", run_id)
+    return _Run(cfg, run_id, out, ckpt, data, full_test, curve_test, step, base, record, state)
+
+
+def _resume(step: TrainStep, path: Path, run_id: str) -> _Progress:
+    """The progress saved at ``path`` (a fresh one when there is none), with the student, the data stream
+    and the stage it was in (optimizer, lr schedule, objective) restored into ``step``."""
+    saved = _load_state(path, run_id)
+    if saved is None:
+        return _Progress()
+    state: _Progress = saved["progress"]
+    step.student.load_state_dict(saved["student"])
+    step.stream.load_state_dict(saved["stream"])
+    if saved.get("opt") and state.stage in step.stages:  # saved inside a stage, not at its end
+        step.stages[state.stage].load_state_dict(saved)
+    return state
 
 
 def _train_stage(run: _Run, si: int, hooks: Hooks, bar: Any) -> str:
     """Train stage ``si`` from where the state says to its end; "ok", or "diverged" when the loss is not finite."""
-    spec, objective, state = run.stages[si], run.objectives[si], run.state
-    params = list(run.student.parameters()) + list(objective.parameters())
-    opt, sched = make_optimizer(params, spec, run.cfg)
-    if run.resumed is not None and run.resumed["progress"].stage == si and run.resumed.get("opt"):
-        opt.load_state_dict(run.resumed["opt"])
-        sched.load_state_dict(run.resumed["sched"])
-        objective.load_state_dict(run.resumed["objective"])
-    run.student.train()
-    check_every = 1 if run.device.type == "cpu" else 50  # a finiteness check syncs the GPU
-    loss_sum = torch.zeros((), device=run.device)
-    n_loss = 0
-    with objective.active():  # hooks for the whole stage, not per step
+    spec, stage, state = run.stages[si], run.step.stages[si], run.state
+    run.step.student.train()
+    check_every = run.step.check_every  # a finiteness check syncs a GPU
+    with stage.objective.active():  # hooks for the whole stage, not per step
         t_start = time.perf_counter()
         while state.stage_step < spec.steps:
-            x, y = run.stream.next()
-            loss = optimizer_step(objective, opt, sched, x, y, state.stage_step / spec.steps, run.autocast)
-            loss_sum += loss.detach().float()
-            n_loss += 1
+            diverged = stage.train(state.stage_step / spec.steps, check=(state.step + 1) % check_every == 0)
             state.step += 1
             state.stage_step += 1
             if hooks.on_step is not None:
                 hooks.on_step(state.step)
             bar.update(1)
-            diverged = state.step % check_every == 0 and not torch.isfinite(loss_sum)
             last = state.stage_step == spec.steps
             if not (diverged or last or state.step % run.cfg.eval_every == 0):
                 continue
             state.wall += time.perf_counter() - t_start
-            diverged = diverged or not math.isfinite(loss_sum.item())
-            row = _evaluation_point(run, si, loss_sum.item() / n_loss, final=last and si == len(run.stages) - 1,
+            train_loss = stage.take_loss()
+            diverged = diverged or not math.isfinite(train_loss)
+            row = _evaluation_point(run, si, train_loss, final=last and si == len(run.stages) - 1,
                                     diverged=diverged)
-            loss_sum.zero_()
-            n_loss = 0
             bar.set_postfix(stage=spec.name, loss=f"{row['train_loss']:.3g}", acc=f"{row['test_acc']:.3f}")
             if diverged:
                 return "diverged"
             if last:
                 state.stage, state.stage_step = si + 1, 0
-            _save_state(run.state_path, run.run_id, state, run.student, run.stream,
-                        None if last else (opt, sched, objective))
+            _save_state(run.state_path, run.run_id, state, run.step, None if last else stage)
             if hooks.on_eval is not None:
                 hooks.on_eval(row, run.state_path)
             if last:
@@ -381,10 +320,10 @@ def _evaluation_point(run: _Run, si: int, train_loss: float, *, final: bool, div
     state = run.state
     t_eval = time.perf_counter()
     on_full = final or diverged
-    test_loss, test_acc = evaluate(run.student, run.full_test if on_full else run.curve_test, run.autocast)
+    test_loss, test_acc = run.step.evaluate(run.full_test if on_full else run.curve_test)
     # the curve's own images at the final point too, so that steps-to-target compares every point
     # of a curve, and its target, on the same test images
-    curve_acc = evaluate(run.student, run.curve_test, run.autocast)[1] if (
+    curve_acc = run.step.evaluate(run.curve_test)[1] if (
         on_full and run.curve_test is not run.full_test) else test_acc
     state.eval_wall += time.perf_counter() - t_eval
     row = {**run.base, "stage": run.stages[si].name, "step": state.step, "stage_step": state.stage_step,
@@ -410,7 +349,7 @@ def _finish(run: _Run, status: str) -> dict[str, Any]:
     if status == "ok":
         final_path = run.ckpt_dir / f"{run.run_id}.pt"
         digest = atomic_torch_save(
-            {"run_id": run.run_id, "config": record["config"], "model": run.student.state_dict(),
+            {"run_id": run.run_id, "config": record["config"], "model": run.step.student.state_dict(),
              "num_classes": run.data.num_classes, "in_channels": run.data.in_channels}, final_path)
         record["checkpoint"] = {"path": os.path.relpath(final_path, run.out), "sha256": digest}
     _write(run, record)
@@ -477,13 +416,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _save_state(path: Path, run_id: str, state: _Progress, student: nn.Module, stream: BatchStream,
-                optim: tuple[Any, Any, nn.Module] | None) -> None:
-    blob: dict[str, Any] = {"run_id": run_id, "progress": state.__dict__, "student": student.state_dict(),
-                            "stream": stream.state_dict()}
-    if optim is not None:
-        opt, sched, objective = optim
-        blob.update(opt=opt.state_dict(), sched=sched.state_dict(), objective=objective.state_dict())
+def _save_state(path: Path, run_id: str, state: _Progress, step: TrainStep, stage: Stage | None) -> None:
+    """The resumable state: progress, student, data stream and, inside a stage, that stage's own state."""
+    blob: dict[str, Any] = {"run_id": run_id, "progress": state.__dict__, "student": step.student.state_dict(),
+                            "stream": step.stream.state_dict()}
+    if stage is not None:
+        blob.update(stage.state_dict())
     atomic_torch_save(blob, path)
 
 

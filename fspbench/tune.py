@@ -1,6 +1,6 @@
 """Execution of a benchmark grid on Ray Tune: order, resources, storage, resume, failures, progress.
 
-All unfinished runs go into one Tune run; schedule.TeacherFirst starts a student as soon as
+All unfinished runs go into one Tune run; searcher.TeacherFirst starts a student as soon as
 its own teacher has ended ok, so there is no barrier between teachers and students. Each run
 is one Tune trial of a function trainable; it reports at every evaluation point with its
 resumable state as the Tune checkpoint, so ``FailureConfig`` retries a crashed trial from
@@ -154,14 +154,14 @@ class Outcome:
 def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> Outcome:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
-    At most as many trials run at once as the nodes alive at that moment hold (schedule.FollowCluster,
+    At most as many trials run at once as the nodes alive at that moment hold (searcher.FollowCluster,
     capped by [resources] max_concurrent): a node that joins gets trials, a lost node's trial is
     retried from its last checkpoint on the nodes left. Tune asks the order for a run only when a
     slot frees up, so the choice is made as late as possible.
     """
     from ray import tune
 
-    from fspbench.schedule import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
+    from fspbench.searcher import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
     from fspbench.trials import progress_callback, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated

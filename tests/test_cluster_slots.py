@@ -1,5 +1,5 @@
 """How many trials a cluster holds, node by node, and requests that no node can meet (fspbench.cluster),
-and the concurrency limit that follows the cluster while a grid runs (schedule.FollowCluster).
+and the concurrency limit that follows the cluster while a grid runs (searcher.FollowCluster).
 
 Driven by hand with nodes given as data; the multi-node tests (test_cluster.py) run them on real Ray.
 """
@@ -12,7 +12,7 @@ from test_schedule import _order
 
 from fspbench.cluster import ClusterSlots, Node, check_request, slots
 from fspbench.errors import BadInput
-from fspbench.schedule import FollowCluster
+from fspbench.searcher import FollowCluster
 
 CPU1 = {"cpu": 1.0, "gpu": 0.0}
 

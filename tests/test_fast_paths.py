@@ -18,7 +18,8 @@ from fspbench.features import FeatureCapture
 from fspbench.fsp import fsp_loss
 from fspbench.models import build_model
 from fspbench.objectives import FSPObjective, HintObjective, StageContext
-from fspbench.train import evaluate, train_run
+from fspbench.step import evaluate
+from fspbench.train import train_run
 
 CL = torch.channels_last
 

@@ -2,11 +2,13 @@
 
 The searcher is driven by hand here (as Tune drives it: suggest, then on_trial_complete), and
 once through the real command on the shared Ray, where a student must start while another,
-longer teacher is still training.
+longer teacher is still training. The time estimate's simulation follows the same policy
+(fspbench.schedule): driven on a clock, the searcher ends where the simulation says.
 """
 
 from __future__ import annotations
 
+import heapq
 import json
 from datetime import datetime
 from pathlib import Path
@@ -15,8 +17,10 @@ import pytest
 from helpers import run_cli
 
 from fspbench.config import RunConfig
+from fspbench.estimate import simulate
 from fspbench.grid import GridRun
-from fspbench.schedule import TeacherFirst, chain_priority
+from fspbench.schedule import chain_priority, next_run
+from fspbench.searcher import TeacherFirst
 
 ORDER = str((Path(__file__).parent / "benchmarks" / "order.toml").resolve())
 
@@ -45,6 +49,38 @@ def _order(status: dict[str, str], runs: list[GridRun] = RUNS) -> tuple[TeacherF
 def test_chain_priority_by_hand() -> None:
     # a teacher's priority: its own cost plus its costliest student's (B: 5 + 30, not 5 + 30 + 20)
     assert chain_priority(RUNS, _cost) == {"A": 110.0, "B": 35.0, "S": 40.0, "A1": 10.0, "B1": 30.0, "B2": 20.0}
+
+
+def test_next_run_by_hand() -> None:
+    prio = chain_priority(RUNS, _cost)
+    assert next_run(RUNS, prio).run_id == "A"  # the longest chain
+    assert next_run([r for r in RUNS if r.run_id in ("B1", "S")], prio).run_id == "S"
+    assert next_run(RUNS, prio, running={"B2"}).run_id == "B2"  # a run already running keeps its slot
+    assert next_run(RUNS, {**prio, "S": 110.0}).run_id == "A"  # a tie: the run ready first
+    assert next_run([], prio) is None
+
+
+def _drive(runs: list[GridRun], cost: dict[str, float], slots: int) -> float:
+    """Drive TeacherFirst as Tune does on ``slots`` slots, each trial lasting its run's cost; its end time."""
+    order = TeacherFirst(runs, lambda r: cost[r.run_id], lambda rid: "ok", lambda run, st: None)
+    now, live, n = 0.0, [], 0  # live: (end time, run id, trial id)
+    while True:
+        while len(live) < slots and isinstance(got := order.suggest(f"t{n}"), dict):
+            heapq.heappush(live, (now + cost[got["run_id"]], got["run_id"], f"t{n}"))
+            n += 1
+        if not live:
+            assert order.suggest(f"t{n}") == TeacherFirst.FINISHED
+            return now
+        now, _, trial = heapq.heappop(live)
+        order.on_trial_complete(trial)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 3, 4])
+def test_the_estimate_simulates_the_order_the_searcher_hands_out(slots: int) -> None:
+    assert simulate(RUNS, COST, slots) == _drive(RUNS, COST, slots)
+    # a second student of the long teacher, a second scratch run
+    more, cost = [*RUNS, _run("A2", "A"), _run("S2")], {**COST, "A2": 60.0, "S2": 55.0}
+    assert simulate(more, cost, slots) == _drive(more, cost, slots)
 
 
 def test_student_starts_when_its_teacher_ends_not_when_all_teachers_do() -> None:
