@@ -296,6 +296,7 @@ def teacher_mismatch(cfg: RunConfig, teacher: RunConfig, name: str = "the teache
                            f"({s_in}); pick a teacher with the same input channels")
     return methods.get(cfg.method).teacher_mismatch(cfg, teacher, name)
 
+
 def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:
     if value not in accepted:
         raise BadInput(f"{key}: expected one of {', '.join(accepted)}; got {value!r}")

@@ -1,7 +1,7 @@
 """Training methods as plug-ins: one module per method, found by name.
 
 A method is a ``Method`` subclass registered with ``@register``: its name, whether it needs a teacher,
-its label in the report, its own settings (``RunConfig.options``, validated here), its stages (each
+its label, its own settings (``RunConfig.options``, validated here), its stages (each
 an objective name with its length and learning-rate schedule) and how each stage's objective is
 built. Importing a method module needs no torch (config, grid, estimate and the report read methods
 without it); an objective is built, with torch, only when a run trains.
@@ -60,8 +60,7 @@ class Method:
 
     name: ClassVar[str]
     needs_teacher: ClassVar[bool] = False
-    label: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # its name in prose (FSP, KD, ...)
     settings: ClassVar[dict[str, Option]] = {}
     distils_logits: ClassVar[bool] = False
     order: ClassVar[int] = 100  # where the report lists it (built-ins first)
@@ -168,9 +167,3 @@ def init_steps(cfg: RunConfig) -> int:
     plans = stage_plans(cfg)
     return plans[0].steps if len(plans) > 1 else 0
 
-
-def label(name: str) -> str:
-    """A method's name in the report (its label, else its name)."""
-    _load()
-    m = _REGISTRY.get(name)
-    return (m.label or m.name) if m is not None else name

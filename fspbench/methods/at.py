@@ -51,7 +51,6 @@ class AttentionTransfer(Method):
     name = "at"
     needs_teacher = True
     label = "AT"
-    summary = "cross-entropy + beta/2 x the attention-map losses of every section (Zagoruyko & Komodakis)"
     settings = {"beta": BETA}
     order = 4
 

@@ -24,7 +24,6 @@ class FitNet(Method):
     name = "fitnet"
     needs_teacher = True
     label = "FitNet"
-    summary = "hint at the middle section, then CE + KD"
     distils_logits = True
     order = 3
     color = "#2ca02c"

@@ -26,7 +26,6 @@ class FSP(Method):
     name = "fsp"
     needs_teacher = True
     label = "FSP"
-    summary = "FSP loss, then cross-entropy (the paper)"
     order = 0
     color = "#1f77b4"
 

@@ -35,7 +35,6 @@ class KD(Method):
     name = "kd"
     needs_teacher = True
     label = "KD"
-    summary = "cross-entropy + Hinton KD"
     distils_logits = True
     order = 2
     color = "#9467bd"

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 class Scratch(Method):
     name = "scratch"
     label = "scratch"
-    summary = "cross-entropy only"
     order = 1
     color = "#d62728"
 
