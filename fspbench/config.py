@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fspbench import methods, registry
-from fspbench.errors import BadInput
+from fspbench.errors import BadInput, BadKey
 
 ROLES = ("teacher", "student")
 PRECISIONS = ("fp32", "bf16")
@@ -99,7 +99,7 @@ class FSPSettings:
         if not self.weights:
             return (1.0,) * n_pairs
         if len(self.weights) != n_pairs:
-            raise BadInput(f"fsp.weights: expected {n_pairs} weights (one per pair), got {len(self.weights)}")
+            raise BadKey("fsp.weights", f"expected {n_pairs} weights (one per pair), got {len(self.weights)}")
         return self.weights
 
     def to_dict(self) -> dict[str, Any]:
@@ -199,15 +199,15 @@ class RunConfig:
         for f in fields(self):  # nan or inf would only show up as a diverged run, after training
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise BadInput(f"{f.name}: expected a finite number, got {value}")
+                raise BadKey(f.name, f"expected a finite number, got {value}")
         for w in self.fsp.weights or ():
             if not math.isfinite(w):
-                raise BadInput(f"fsp.weights: expected finite numbers, got {list(self.fsp.weights or ())}")
+                raise BadKey("fsp.weights", f"expected finite numbers, got {list(self.fsp.weights or ())}")
         for key in ("steps", "batch_size", "eval_every", "width"):
             _positive(key, getattr(self, key))
         for key in ("train_per_class", "image_size", "eval_subset", "threads", "seed", "subset_seed"):
             if getattr(self, key) < 0:
-                raise BadInput(f"{key}: expected an integer >= 0, got {getattr(self, key)}")
+                raise BadKey(key, f"expected an integer >= 0, got {getattr(self, key)}")
         if self.init_steps is not None:
             _positive("init_steps", self.init_steps)
         for key in ("lr", "kd_temperature"):
@@ -216,29 +216,29 @@ class RunConfig:
             _positive("init_lr", self.init_lr)
         for key in ("momentum", "weight_decay", "gamma"):
             if getattr(self, key) < 0:
-                raise BadInput(f"{key}: expected a number >= 0, got {getattr(self, key)}")
+                raise BadKey(key, f"expected a number >= 0, got {getattr(self, key)}")
         for key in ("milestones", "init_milestones"):
             value = getattr(self, key)
             if value is not None and (
                 any(not 0 < m < 1 for m in value) or list(value) != sorted(value)
             ):
-                raise BadInput(
-                    f"{key}: expected increasing fractions of the stage in (0, 1), got {list(value)}"
+                raise BadKey(
+                    key, f"expected increasing fractions of the stage in (0, 1), got {list(value)}"
                 )
         if len(set(self.classes)) != len(self.classes):
-            raise BadInput(f"classes: expected distinct class ids, got {list(self.classes)}")
+            raise BadKey("classes", f"expected distinct class ids, got {list(self.classes)}")
         n = registry.TASKS[self.task].num_classes
         if any(not 0 <= c < n for c in self.classes):
-            raise BadInput(f"classes: expected class ids in 0..{n - 1} for {self.task}, got {list(self.classes)}")
+            raise BadKey("classes", f"expected class ids in 0..{n - 1} for {self.task}, got {list(self.classes)}")
         method = methods.get(self.method)
         if method.needs_teacher and not self.teacher:
-            raise BadInput(
-                f"teacher: method {self.method!r} needs a teacher: "
+            raise BadKey(
+                "teacher", f"method {self.method!r} needs a teacher: "
                 "--set teacher=<run record .json or checkpoint .pt of a finished run>"
             )
         if not method.needs_teacher and self.teacher:
-            raise BadInput(
-                f"teacher: method {self.method!r} uses no teacher; drop teacher or pick one of "
+            raise BadKey(
+                "teacher", f"method {self.method!r} uses no teacher; drop teacher or pick one of "
                 f"{', '.join(n for n in methods.names() if methods.get(n).needs_teacher)}"
             )
         method.check_options(dict(self.options))
@@ -253,7 +253,7 @@ class RunConfig:
         _one_of("fsp.distance", r.distance, registry.DISTANCES)
         _one_of("fsp.adapter", r.adapter, registry.ADAPTERS)
         if r.weights and any(w < 0 for w in r.weights):
-            raise BadInput(f"fsp.weights: expected weights >= 0, got {list(r.weights)}")
+            raise BadKey("fsp.weights", f"expected weights >= 0, got {list(r.weights)}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested with only its given keys)."""
@@ -299,12 +299,12 @@ def teacher_mismatch(cfg: RunConfig, teacher: RunConfig, name: str = "the teache
 
 def _one_of(key: str, value: str, accepted: tuple[str, ...]) -> None:
     if value not in accepted:
-        raise BadInput(f"{key}: expected one of {', '.join(accepted)}; got {value!r}")
+        raise BadKey(key, f"expected one of {', '.join(accepted)}; got {value!r}")
 
 
 def _positive(key: str, value: float) -> None:
     if value <= 0:
-        raise BadInput(f"{key}: expected a number > 0, got {value}")
+        raise BadKey(key, f"expected a number > 0, got {value}")
 
 
 def _plain(obj: Any) -> Any:
@@ -323,17 +323,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
     try:
         fsp_raw = raw.get("fsp", {})
         if not isinstance(fsp_raw, dict):
-            raise BadInput(f"fsp: expected a table of FSP settings, got {fsp_raw!r}")
+            raise BadKey("fsp", f"expected a table of FSP settings, got {fsp_raw!r}")
         fsp = FSPSettings(**_coerce_fields(FSPSettings, fsp_raw, prefix="fsp."))
         options = raw.get("options", {})
         if not isinstance(options, dict):
-            raise BadInput(f"options: expected a table of the method's settings, e.g. {{beta = 1000}}, got {options!r}")
+            raise BadKey("options", f"expected a table of the method's settings, e.g. {{beta = 1000}}, got {options!r}")
         top = {k: v for k, v in raw.items() if k not in ("fsp", "options")}
         cfg = RunConfig(fsp=fsp, options=tuple(sorted(options.items())),
                         **_coerce_fields(RunConfig, top, prefix="", skip=("fsp", "options")))
         return cfg.validate()
-    except BadInput as err:
-        raise BadInput(f"{source}: {err}") from None
+    except BadKey as err:  # the key path inside this dict, under its source
+        raise BadKey(f"{source}: {err.key}", err.what) if source else err from None
 
 
 def _coerce_fields(
@@ -346,8 +346,8 @@ def _coerce_fields(
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            raise BadInput(
-                f"{prefix}{key}: unknown key{hint}; known keys: {', '.join(prefix + k for k in known)}"
+            raise BadKey(
+                f"{prefix}{key}", f"unknown key{hint}; known keys: {', '.join(prefix + k for k in known)}"
             )
         out[key] = _coerce(prefix + key, value, hints[key])
     return out
@@ -364,23 +364,23 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     if origin is tuple:
         (item, _) = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise BadInput(f"{key}: expected a list of {item.__name__}, got {value!r}")
+            raise BadKey(key, f"expected a list of {item.__name__}, got {value!r}")
         return tuple(_coerce(key, v, item) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise BadInput(f"{key}: expected true or false, got {value!r}")
+            raise BadKey(key, f"expected true or false, got {value!r}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadInput(f"{key}: expected an integer, got {value!r}")
+            raise BadKey(key, f"expected an integer, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadInput(f"{key}: expected a number, got {value!r}")
+            raise BadKey(key, f"expected a number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise BadInput(f"{key}: expected a string, got {value!r}")
+            raise BadKey(key, f"expected a string, got {value!r}")
         return value
     raise TypeError(f"unsupported field type {hint} for {key}")  # a bug here, not bad input
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from fspbench.errors import BadInput
+from fspbench.errors import BadKey
 
 # ---------------------------------------------------------------- tasks
 
@@ -46,8 +46,8 @@ CIFAR_ARCH = re.compile(r"^resnet(\d+)$")
 def cifar_depth_blocks(depth: int) -> int:
     """Blocks per section n for depth 6n+2; BadInput for any other depth."""
     if depth < 8 or (depth - 2) % 6:
-        raise BadInput(
-            f"arch: resnet{depth} is not a CIFAR ResNet: depth must be 6n+2 "
+        raise BadKey(
+            "arch", f"resnet{depth} is not a CIFAR ResNet: depth must be 6n+2 "
             "(resnet8, resnet14, resnet20, resnet26, resnet32, resnet56, resnet110, ...)"
         )
     return (depth - 2) // 6
@@ -59,8 +59,8 @@ def check_arch(arch: str) -> None:
     if m:
         cifar_depth_blocks(int(m.group(1)))
     elif arch not in TORCHVISION_ARCHS:
-        raise BadInput(
-            f"arch: expected resnet<6n+2> (e.g. resnet8, resnet20, resnet26), "
+        raise BadKey(
+            "arch", f"expected resnet<6n+2> (e.g. resnet8, resnet20, resnet26), "
             f"tv-resnet18 or tv-resnet34; got {arch!r}"
         )
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from fspbench.errors import BadInput
+from fspbench.errors import BadKey
 
 if TYPE_CHECKING:  # annotations only: this package must import without torch
     from torch import nn
@@ -92,12 +92,12 @@ class Method:
                 known = ", ".join(f"options.{k}" for k in self.settings) or "none"
                 close = difflib.get_close_matches(key, list(self.settings), n=1)
                 hint = f" (did you mean options.{close[0]}?)" if close else ""
-                raise BadInput(f"options.{key}: method {self.name!r} has no such setting{hint}; its settings: {known}")
+                raise BadKey(f"options.{key}", f"method {self.name!r} has no such setting{hint}; its settings: {known}")
             default = self.settings[key]
             ok = (isinstance(value, (int, float)) and not isinstance(value, bool)) if isinstance(default, float) \
                 else isinstance(value, type(default)) and (isinstance(default, bool) or not isinstance(value, bool))
             if not ok:
-                raise BadInput(f"options.{key}: expected a {type(default).__name__} (like {default!r}), got {value!r}")
+                raise BadKey(f"options.{key}", f"expected a {type(default).__name__} (like {default!r}), got {value!r}")
 
 
 _REGISTRY: dict[str, Method] = {}
@@ -138,7 +138,7 @@ def get(name: str) -> Method:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise BadInput(f"method: unknown method {name!r}{hint}; expected one of {', '.join(_REGISTRY)}")
+        raise BadKey("method", f"unknown method {name!r}{hint}; expected one of {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fspbench import registry
-from fspbench.errors import BadInput
+from fspbench.errors import BadKey
 from fspbench.methods import Method, StagePlan, init_stage, main_stage, register
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ class FSP(Method):
             # torchdistill's pairs start at each section's second block (features.pair_points)
             key, instead = (("fsp.pairs", "fsp.pairs=paper or consecutive") if cfg.fsp.pairs
                             else ("fsp.style", "fsp.style=paper, repdistiller or kdzoo"))
-            raise BadInput(
-                f"{key}: the torchdistill layout needs two blocks per section (it pairs the input of each "
+            raise BadKey(
+                key, f"the torchdistill layout needs two blocks per section (it pairs the input of each "
                 f"section's second block with the section output) and {cfg.arch} has one; use a deeper "
                 f"CIFAR ResNet (resnet14, resnet20, ...) or {instead}"
             )
