@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from fspbench.claims import CONTROL, TREATMENT
 from fspbench.comparisons import (
     INTERVALS,
     Regime,
@@ -77,16 +78,16 @@ def ablation_of(df: pd.DataFrame, spec: AblationSpec | None, paired: bool = Fals
         return None
     runs = final_runs(df)
     ref, budget, eq = spec.reference, spec.budget, spec.equivalence
-    ref_fsp, scratch = select(runs, ref, "fsp", None, budget), select(runs, ref, "scratch", None, budget)
+    ref_fsp, scratch = select(runs, ref, TREATMENT, None, budget), select(runs, ref, CONTROL, None, budget)
     reg = regime(runs, ref, None, budget, spec.converged_gain, paired=paired)
     arms = []
     for group in spec.arms:
-        fsp = select(runs, group, "fsp", None, budget)
+        fsp = select(runs, group, TREATMENT, None, budget)
         if fsp.empty or ref_fsp.empty or scratch.empty:
             continue
         vs_ref = compare_accuracy(f"{group}_vs_{ref}", fsp, ref_fsp, matching(fsp, ref_fsp), role="ablation",
                                   paired=paired)
-        vs_scr = compare_accuracy(f"{group}_vs_scratch", fsp, scratch, matching(fsp, scratch), role="ablation",
+        vs_scr = compare_accuracy(f"{group}_vs_{CONTROL}", fsp, scratch, matching(fsp, scratch), role="ablation",
                                   paired=paired)
         first, last = _stage1_scale(df, fsp["run_id"])
         arms.append(AblationArm(group, vs_ref, vs_scr, changes_accuracy(vs_ref, eq), first, last,

@@ -246,7 +246,7 @@ def _not_converged(reg: Regime) -> str | None:
         return None
     if reg.converged is None:
         return "regime not checked: the grid has no scratch and FSP runs at twice the full budget"
-    bad = [(label, g) for label, g in (("scratch", reg.gain), ("FSP", reg.fsp_gain))
+    bad = [(label, g) for label, g in ((kinds.CONTROL, reg.gain), ("FSP", reg.fsp_gain))
            if g is not None and not g.ci[1] < reg.threshold]
     return "not converged: " + "; ".join(
         f"doubling {label}'s budget still gains {g.estimate:+.2f} points [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], upper "

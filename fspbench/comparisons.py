@@ -26,6 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from fspbench import sequential, stats
+from fspbench.claims import CONTROL, TREATMENT
 
 INTERVALS = {"independent": f"{stats.METHOD}", "paired": "paired t on the differences of runs of the same seed "
                                                         "index (n - 1 df)"}
@@ -270,7 +271,7 @@ class Regime:
         if self.gain is None:
             return f"{head}; not checked (no scratch runs at 2x the full budget)"
         parts = [head]
-        for label, g in (("scratch", self.gain), ("FSP (stage 2)", self.fsp_gain)):
+        for label, g in ((CONTROL, self.gain), ("FSP (stage 2)", self.fsp_gain)):
             if g is not None:
                 how = "paired" if g.seeding == "paired" else "Welch"
                 parts.append(f"doubling {label}'s budget gains {g.estimate:+.2f} points, 95% {how} CI "
@@ -294,7 +295,7 @@ def regime(runs: pd.DataFrame, group: str, arch: str | None, full: int, threshol
     paired: the 2F runs share their seeds with the F runs (a [design] grid), so the gain is the paired
     interval; ``n``: only seed indices below n (the first look); fsp: FSP's stage 2 is checked too.
     """
-    one = select(runs, group, "scratch", arch, full, n)
+    one = select(runs, group, CONTROL, arch, full, n)
     ref = one if not one.empty else runs[runs["group"] == group]
     batch = int(round(ref["images_seen"].max() / max(ref["total_steps"].max(), 1))) if not ref.empty else 0
     images = int(ref["train_images"].max()) if (not ref.empty and "train_images" in ref) else 0
@@ -303,11 +304,11 @@ def regime(runs: pd.DataFrame, group: str, arch: str | None, full: int, threshol
         a, b = select(runs, group, method, arch, 2 * full, n), select(runs, group, method, arch, full, n)
         if a.empty or b.empty:
             return None
-        name = "doubling_gain" if method == "scratch" else f"doubling_gain_{method}"
+        name = "doubling_gain" if method == CONTROL else f"doubling_gain_{method}"
         return compare_accuracy(name, a, b, matching(a, b), role="regime", metric="doubling_gain", paired=paired)
 
     return Regime(str(ref["arch"].iloc[0]) if not ref.empty else (arch or ""), full, batch, images, threshold,
-                  gain("scratch"), gain("fsp") if fsp else None)
+                  gain(CONTROL), gain(TREATMENT) if fsp else None)
 
 
 # ---------------------------------------------------------------- JSON

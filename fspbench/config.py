@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from fspbench import methods, registry
+from fspbench.claims import CONTROL
 from fspbench.errors import BadInput, BadKey
 
 ROLES = ("teacher", "student")
@@ -137,7 +138,7 @@ class RunConfig:
     arch: str = "resnet20"  # resnet{6n+2}, tv-resnet18, tv-resnet34
     width: int = 1  # channel multiplier of CIFAR ResNets (paper's CIFAR-100 ResNet-32: 4)
     weights: str = ""  # local pretrained weights file for tv-resnet* (ImageNet), empty: random init
-    method: str = "scratch"  # a name of fspbench.methods: scratch | fsp | fitnet | kd | at | a plug-in's
+    method: str = CONTROL  # a name of fspbench.methods (the built-ins, or a plug-in's); by default the baseline
     # the method's own settings (fspbench.methods: each method's ``settings``), e.g. {beta = 1000}
     options: tuple[tuple[str, bool | int | float | str], ...] = ()
     role: str = "student"  # teacher | student: only labels the run in results

@@ -77,6 +77,7 @@ from typing import TYPE_CHECKING, Any
 
 from fspbench.config import RunConfig
 from fspbench.io import atomic_write_json
+from fspbench.methods import get as get_method
 from fspbench.methods import stage_plans
 from fspbench.registry import TASKS
 from fspbench.schedule import ReadyRuns, chain_priority
@@ -103,8 +104,9 @@ WARMUP_STEPS = 2  # untimed calls of each kind before the rounds
 KINDS_AT_ONCE = 8  # kinds built and timed together, at most (their networks and data in memory at once)
 FIXED_SCALE_KEY = "fixed_cost_scale"  # a machine's cache entry: its fixed costs over the reference's
 LOAD_TIMEOUT_S = 120.0  # the longest wait for the processes that load the CPU alongside a calibration
-CACHE_VERSION = 3  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds;
-# 3: the machine's fixed-cost scale (FIXED_SCALE_KEY) beside its kinds
+CACHE_VERSION = 4  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds;
+# 3: the machine's fixed-cost scale (FIXED_SCALE_KEY) beside its kinds; 4: a stage's own settings in its key
+# only where its method names them (Method.work)
 
 
 # ---------------------------------------------------------------- what a run is made of
@@ -145,10 +147,10 @@ def stage_kinds(cfg: RunConfig, teacher: RunConfig | None) -> list[Kind]:
     """The training-step kinds of one run, one per stage of its method."""
     kinds = []
     for i, plan in enumerate(stage_plans(cfg)):
-        # an objective is the same work in any method (FSP's stage 2 is scratch's step)
+        # an objective is the same work in any method (FSP's stage 2 is scratch's step); the method names the
+        # settings that change a stage's work beyond that (FSP's pairs and pooling)
         what = {"net": _net(cfg), "objective": plan.objective, "batch": cfg.batch_size,
-                "augment": cfg.augment, "hflip": cfg.hflip,
-                "fsp": cfg.fsp.identity() if plan.objective == "fsp" else {},
+                "augment": cfg.augment, "hflip": cfg.hflip, **get_method(cfg.method).work(cfg, plan),
                 **({"options": dict(cfg.options)} if cfg.options else {}),
                 "teacher": _net(teacher) if teacher is not None and plan.uses_teacher else None}
         kinds.append(Kind(_key(what), cfg, teacher if plan.uses_teacher else None, i))

@@ -51,8 +51,6 @@ class Objective(nn.Module):
     the networks there once, rather than on every step.
     """
 
-    uses_teacher = False
-
     @contextmanager
     def active(self) -> Iterator[None]:
         yield
@@ -132,8 +130,6 @@ class FSPObjective(HookedObjective):
     channels (a deviation from the paper).
     """
 
-    uses_teacher = True
-
     def __init__(self, ctx: StageContext) -> None:
         super().__init__()
         assert ctx.teacher is not None
@@ -193,8 +189,6 @@ class HintObjective(HookedObjective):
     regressor r onto the teacher's channels; the larger map is max-pooled to the smaller.
     """
 
-    uses_teacher = True
-
     def __init__(self, ctx: StageContext) -> None:
         super().__init__()
         assert ctx.teacher is not None
@@ -228,8 +222,6 @@ class SectionMapsObjective(HookedObjective):
     the student, in order; a teacher with more sections than the student contributes its first ones.
     """
 
-    uses_teacher = True
-
     def __init__(self, ctx: StageContext, map_loss: MapLoss) -> None:
         super().__init__()
         assert ctx.teacher is not None
@@ -262,8 +254,6 @@ def kd_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 class CrossEntropyKD(Objective):
     """Cross-entropy plus w(progress) * KD, w linear from kd_weight_start to kd_weight_end."""
 
-    uses_teacher = True
-
     def __init__(self, ctx: StageContext, w_start: float, w_end: float) -> None:
         super().__init__()
         self.student, self.teacher = [ctx.student], [ctx.teacher]
@@ -284,13 +274,27 @@ class CrossEntropyKD(Objective):
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One stage: its length in optimizer steps, its lr schedule and its objective."""
+    """One stage: its method's plan (length, lr schedule, objective name, teacher or not) and the factory
+    of its objective."""
 
-    name: str  # "init" (before the main task) or "main"
-    steps: int
-    lr: float
-    milestones: tuple[float, ...]  # fractions of ``steps`` where lr is multiplied by gamma
+    plan: methods.StagePlan
     objective: Callable[[StageContext], Objective]
+
+    @property
+    def name(self) -> str:  # "init" (before the main task) or "main"
+        return self.plan.name
+
+    @property
+    def steps(self) -> int:
+        return self.plan.steps
+
+    @property
+    def lr(self) -> float:
+        return self.plan.lr
+
+    @property
+    def milestones(self) -> tuple[float, ...]:  # fractions of ``steps`` where lr is multiplied by gamma
+        return self.plan.milestones
 
 
 def stage_specs(cfg: RunConfig) -> list[StageSpec]:
@@ -300,4 +304,4 @@ def stage_specs(cfg: RunConfig) -> list[StageSpec]:
     def factory(plan: methods.StagePlan) -> Callable[[StageContext], Objective]:
         return lambda ctx: method.objective(plan, ctx)  # type: ignore[return-value]
 
-    return [StageSpec(p.name, p.steps, p.lr, p.milestones, factory(p)) for p in method.plan(cfg)]
+    return [StageSpec(p, factory(p)) for p in method.plan(cfg)]

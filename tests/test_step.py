@@ -62,7 +62,7 @@ def _stage(step: TrainStep, i: int) -> dict[str, Any]:
         "autocast": (st.autocast.device, st.autocast.fast_dtype, st.autocast._enabled),
         "stream": (st.stream.batch_size, st.stream.augment, st.stream.hflip, st.stream.memory_format),
         "student": _layout(step.student),
-        "teacher": _layout(step.teacher) if st.objective.uses_teacher else None,
+        "teacher": _layout(step.teacher) if st.spec.plan.uses_teacher else None,
         "memory_format": step.memory_format,
         "check_every": step.check_every,
     }

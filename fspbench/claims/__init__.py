@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from fspbench.errors import BadKey
+
 if TYPE_CHECKING:  # annotations only: no pandas at import
     import pandas as pd
 
@@ -49,18 +51,18 @@ class ClaimKind:
         """The table's optional keys that the [design] (or the claim) fills in when the file leaves them out."""
         return {"seeding": design.seeding, "smallest_effect": design.smallest_effect}
 
-    def check(self, loader: Any, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
+    def check(self, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
               students: dict[str, Any]) -> None:
         """Check the table ``c`` (defaults filled in) against its group and set ``c["budget"]`` (F); raise
-        ``loader.fail(key path, what)`` where it does not fit. The default: ``budget`` (else the largest budget
+        ``BadKey(key path, what)`` where it does not fit. The default: ``budget`` (else the largest budget
         FSP and scratch share) must be a budget of both."""
         if "budget" not in c:
             common = sorted(set(group.budgets[TREATMENT]) & set(group.budgets[CONTROL]))
             if not common:
-                raise loader.fail(f"{key}.budget", f"group {group.name} has no budget shared by {TREATMENT} and "
+                raise BadKey(f"{key}.budget", f"group {group.name} has no budget shared by {TREATMENT} and "
                                                    f"{CONTROL}")
             c["budget"] = common[-1]
-        loader.claim_budget(c, key, "budget", group, (TREATMENT, CONTROL))
+        claim_budget(c, key, "budget", group, (TREATMENT, CONTROL))
 
     def deciding_arms(self, spec: ClaimSpec) -> tuple[tuple[str, int], tuple[str, int]]:
         """(method, main-task budget) of the treatment and the control: the arms that get seeds at every look."""
@@ -87,6 +89,18 @@ class ClaimKind:
         """The claim's own descriptive tests beside the deciding one, on the first look's seeds (``add`` keeps
         a comparison; tests it builds itself are returned), and its target accuracy if it has one."""
         return [], None
+
+
+def claim_budget(c: dict[str, Any], key: str, leaf: str, g: Any, methods: tuple[str, ...]) -> None:
+    """``c[leaf]`` must be a budget of every one of ``methods`` in group ``g`` (a spec.GroupSpec)."""
+    v = c.get(leaf)
+    if not isinstance(v, int) or isinstance(v, bool):
+        got = f'"{v}"' if isinstance(v, str) else repr(v)
+        raise BadKey(f"{key}.{leaf}", f"expected an integer budget of group {g.name}, got {got}")
+    for m in methods:
+        if v not in g.budgets[m]:
+            raise BadKey(f"{key}.{leaf}", f"{v} is not a budget of the {m} students of group {g.name} "
+                                          f"(budgets: {g.budgets[m]})")
 
 
 def baselines(add: AddTest, runs: pd.DataFrame, spec: ClaimSpec, select: Callable[..., pd.DataFrame]) -> None:

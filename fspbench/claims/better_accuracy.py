@@ -32,8 +32,8 @@ class BetterAccuracy(ClaimKind):
     what = "FSP (stage 2 at the full budget) minus scratch (the full budget)"
     keys = ("budget", "headroom")
     published = (
-        ("paper, Tables 3/4 (unverified)", "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> ResNet-14, FSP vs "
-         "scratch", "paper schedules", None),
+        ("paper, Tables 3/4 (unverified)",
+         "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> ResNet-14, FSP vs scratch", "paper schedules", None),
         *[("RepDistiller (CIFAR-100)", setting, "240 epochs, FSP stage 30 epochs", fsp - scratch)
           for setting, scratch, fsp in _REPDISTILLER],
         *[("Knowledge-Distillation-Zoo", setting, "200 epochs after a 50-epoch FSP stage", fsp - scratch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fspbench.claims import AddTest, ClaimKind, baselines, register
+from fspbench.errors import BadKey
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -33,11 +34,11 @@ class CrossTaskTransfer(ClaimKind):
          None),
     )
 
-    def check(self, loader: Any, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
+    def check(self, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
               students: dict[str, Any]) -> None:
-        super().check(loader, key, c, group, teacher, students)
+        super().check(key, c, group, teacher, students)
         if teacher is not None and _task(teacher) == _task(students) and not teacher.get("weights"):
-            raise loader.fail(f"{key}.group", f"the teacher {group.teacher} of group {group.name} is trained on the "
+            raise BadKey(f"{key}.group", f"the teacher {group.teacher} of group {group.name} is trained on the "
                                               "students' own task and classes; expected a teacher from another "
                                               "task, other classes or pretrained weights")
 

@@ -9,7 +9,8 @@ import math
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
-from fspbench.claims import CONTROL, TREATMENT, AddTest, ClaimKind, register
+from fspbench.claims import CONTROL, TREATMENT, AddTest, ClaimKind, claim_budget, register
+from fspbench.errors import BadKey
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,23 +46,23 @@ class FastOptimization(ClaimKind):
         d = ClaimSpec("", "", "", 0)
         return {**super().defaults(design), "margin": d.margin, "target": d.target}
 
-    def check(self, loader: Any, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
+    def check(self, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
               students: dict[str, Any]) -> None:
         from fspbench.config import RunConfig
 
-        loader.claim_budget(c, key, "short_budget", group, (TREATMENT,))
-        loader.claim_budget(c, key, "full_budget", group, (CONTROL, TREATMENT))
+        claim_budget(c, key, "short_budget", group, (TREATMENT,))
+        claim_budget(c, key, "full_budget", group, (CONTROL, TREATMENT))
         if c["short_budget"] >= c["full_budget"]:
-            raise loader.fail(f"{key}.short_budget", f"expected less than full_budget ({c['full_budget']}), got "
+            raise BadKey(f"{key}.short_budget", f"expected less than full_budget ({c['full_budget']}), got "
                                                      f"{c['short_budget']}")
         if not _number(c["margin"]) or c["margin"] <= 0:
-            raise loader.fail(f"{key}.margin", f"expected accuracy points > 0, got {c['margin']!r}")
+            raise BadKey(f"{key}.margin", f"expected accuracy points > 0, got {c['margin']!r}")
         if not _number(c["target"]) or not 0 < c["target"] <= 1:
-            raise loader.fail(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget mean "
+            raise BadKey(f"{key}.target", f"expected a fraction in (0, 1] of the scratch full-budget mean "
                                                f"accuracy, got {c['target']!r}")
         t_arch = teacher.get("arch", RunConfig.arch) if teacher is not None else None
         if t_arch != c["arch"]:
-            raise loader.fail(f"{key}.group", f"the paper's fast optimization (its Table 1) distils a teacher of the "
+            raise BadKey(f"{key}.group", f"the paper's fast optimization (its Table 1) distils a teacher of the "
                               f"student's own network; group {group.name}'s teacher {group.teacher or '(none)'} is "
                               f"{t_arch}, the claim's arch {c['arch']}")
         c["budget"] = c.pop("full_budget")

@@ -56,6 +56,7 @@ class Method:
     settings: the method's own options with their defaults (``RunConfig.options``; a run's options
     are checked against them: unknown keys and wrong types are refused).
     distils_logits: the method matches the teacher's logits, so teacher and student need the same classes.
+    trains_teachers: a grid's teachers are trained with this method (one method says so: scratch).
     """
 
     name: ClassVar[str]
@@ -63,12 +64,18 @@ class Method:
     label: ClassVar[str] = ""  # its name in prose (FSP, KD, ...)
     settings: ClassVar[dict[str, Option]] = {}
     distils_logits: ClassVar[bool] = False
+    trains_teachers: ClassVar[bool] = False
     order: ClassVar[int] = 100  # where the report lists it (built-ins first)
     color: ClassVar[str] = ""  # its colour in the report's figures ("": the next of a cycle)
 
     def plan(self, cfg: RunConfig) -> list[StagePlan]:
         """The stages a run of this method trains, in order."""
         raise NotImplementedError
+
+    def work(self, cfg: RunConfig, plan: StagePlan) -> dict[str, Any]:
+        """Settings beyond the networks, batch and objective that change the work of one of this method's
+        stages (the time estimate calibrates each distinct work once); none by default."""
+        return {}
 
     def objective(self, plan: StagePlan, ctx: StageContext) -> nn.Module:
         """The objective (an ``objectives.Objective``) of one of this method's stages; torch is imported here."""
@@ -130,6 +137,12 @@ def names() -> tuple[str, ...]:
     """Every method's name, in report order (``Method.order``: the built-in ones first), then by name."""
     _load()
     return tuple(sorted(_REGISTRY, key=lambda n: (_REGISTRY[n].order, n)))
+
+
+def teacher_method() -> str:
+    """The method a grid trains its teachers with."""
+    _load()
+    return next(n for n, m in _REGISTRY.items() if m.trains_teachers)
 
 
 def get(name: str) -> Method:

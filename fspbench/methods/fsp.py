@@ -8,7 +8,7 @@ steps as the main stage. The FSP choices where implementations disagree are ``Ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fspbench import registry
 from fspbench.errors import BadKey
@@ -36,6 +36,9 @@ class FSP(Method):
         from fspbench.objectives import CrossEntropy, FSPObjective
 
         return FSPObjective(ctx) if plan.objective == "fsp" else CrossEntropy(ctx)
+
+    def work(self, cfg: RunConfig, plan: StagePlan) -> dict[str, Any]:
+        return {"fsp": cfg.fsp.identity()} if plan.objective == "fsp" else {}  # the pairs, pooling, distance
 
     def validate(self, cfg: RunConfig) -> None:
         r = cfg.fsp.resolved()

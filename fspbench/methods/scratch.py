@@ -18,6 +18,7 @@ class Scratch(Method):
     name = "scratch"
     label = "scratch"
     order = 1
+    trains_teachers = True
     color = "#d62728"
 
     def plan(self, cfg: RunConfig) -> list[StagePlan]:

@@ -109,10 +109,10 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
         reg = abl.regime
         note = (f"{reg.epochs:.1f} epochs per run; doubling gain {reg.gain.estimate:+.2f} "
                 f"[{reg.gain.ci[0]:+.2f}, {reg.gain.ci[1]:+.2f}]" if reg.gain else "regime not checked")
-        figures.save_figure(figures.forest_plot(summaries.ablation_rows(abl), {"ref": [0.0], "scratch": [0.0]},
-                                                {"ref": note, "scratch": ""},
+        figures.save_figure(figures.forest_plot(summaries.ablation_rows(abl), {"ref": [0.0], "control": [0.0]},
+                                                {"ref": note, "control": ""},
                                                 {"ref": f"Each arm minus the {abl.reference} group's FSP students",
-                                                 "scratch": "Each arm minus scratch"}, show_roles=False),
+                                                 "control": "Each arm minus scratch"}, show_roles=False),
                             fig_dir, "ablation")
         fig_names["ablation"] = "ablation"
     figure_paths = [fig_dir / f"{n}.{ext}" for n in fig_names.values() for ext in ("png", "svg")]
@@ -136,7 +136,7 @@ def _short_regime(c: analysis.Claim) -> str:
     if reg.gain is None:
         return f"{reg.epochs:.1f} epochs per run, regime not checked"
     gains = " and ".join(f"{g.estimate:+.2f} [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}] ({who})"
-                         for who, g in (("scratch", reg.gain), ("FSP", reg.fsp_gain)) if g is not None)
+                         for who, g in ((kinds.CONTROL, reg.gain), ("FSP", reg.fsp_gain)) if g is not None)
     state = {True: "converged", False: "not converged", None: "not checked"}[reg.converged]
     text = f"{reg.epochs:.1f} epochs per run, doubling gains {gains}: {state}"
     h = reg.headroom

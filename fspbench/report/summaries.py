@@ -202,9 +202,9 @@ def regime_text(claim: Claim) -> str:
 
 
 def ablation_rows(abl: Ablation) -> pd.DataFrame:
-    """Forest-plot rows of an ablation: panel "ref" (arm minus the reference) and "scratch" (arm minus scratch)."""
+    """Forest-plot rows of an ablation: panel "ref" (arm minus the reference) and "control" (arm minus scratch)."""
     rows = [{"claim": panel, "label": a.group, "role": "decides" if panel == "ref" else "control",
              "estimate": t.estimate, "low": t.ci[0], "high": t.ci[1], "n": t.n}
-            for panel in ("ref", "scratch") for a in abl.arms
+            for panel in ("ref", "control") for a in abl.arms
             for t in [a.vs_reference if panel == "ref" else a.vs_scratch]]
     return pd.DataFrame(rows, columns=["claim", "label", "role", "estimate", "low", "high", "n"])

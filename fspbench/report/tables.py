@@ -108,7 +108,7 @@ def effect_table(analysis: Analysis, claim: str) -> pd.DataFrame:
 def fsp_settings(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """The FSP settings of the fsp students per group, and an ablation of final accuracy per setting
     when the grid varies them (None otherwise)."""
-    fsp = runs[(runs["method"] == "fsp") & (runs["role"] == "student")].copy()
+    fsp = runs[(runs["method"] == kinds.TREATMENT) & (runs["role"] == "student")].copy()
     if fsp.empty:
         return pd.DataFrame(columns=["group", *FSP_FIELDS, "init_steps", "runs"]), None
     def setting(run_id: str, f: str) -> str:
