@@ -1,5 +1,6 @@
-"""What the driver sees of a grid's trials while Tune runs them: a progress line per ended run, and
-every attempt that failed and was retried (where it ran, and the time it lost).
+"""What the driver sees of a grid's trials while Tune runs them: a progress line per ended run,
+every attempt that failed and was retried (where it ran, and the time it lost), and the storage fault
+that stops the grid.
 
 Both are Ray Tune callbacks, built by functions so that Ray is imported only when a grid runs.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fspbench.cluster import ClusterSlots
+from fspbench.errors import StorageError
 from fspbench.estimate import Estimate, fmt_duration, simulate
 from fspbench.grid import GridRun
 from fspbench.results import Retry
@@ -133,6 +135,34 @@ def trial_log() -> Any:
             self._live.discard(trial.config["run_id"])
 
     return TrialLog()
+
+
+# the key of the result a trial reports instead of failing when a write hit a storage fault (tune._trial):
+# [path, cause, action, errno] of its errors.StorageError
+STORAGE_FAULT = "storage_fault"
+
+
+def storage_stop() -> Any:
+    """A Tune Stopper that ends the grid at the first trial reporting STORAGE_FAULT; its ``fault`` is that
+    StorageError (None while there was none). A full disk or a refused write fails every run after it, so
+    neither Tune's retries nor the runs left are tried: they are not run, and a later run resumes them."""
+    from ray.tune import Stopper
+
+    class StorageStop(Stopper):
+        def __init__(self) -> None:
+            self.fault: StorageError | None = None
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            if STORAGE_FAULT not in result:
+                return False
+            if self.fault is None:
+                self.fault = StorageError(*result[STORAGE_FAULT])
+            return True
+
+        def stop_all(self) -> bool:
+            return self.fault is not None
+
+    return StorageStop()
 
 
 def _last_error(trial: Any) -> str:
