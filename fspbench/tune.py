@@ -176,18 +176,25 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     from ray import tune
 
     from fspbench.searcher import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
-    from fspbench.trials import progress_callback, storage_stop, trial_log
+    from fspbench.trials import progress_callback, ray_storage_faults, storage_stop, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
 
+    log, stop = trial_log(), storage_stop()
+
     def blocked(run: GridRun, status: str) -> None:
-        mark_blocked(paths, run, status)
+        if stop.fault is not None:  # the grid ends on a storage fault: the student is not run (a rerun resumes)
+            return
+        try:
+            mark_blocked(paths, run, status)
+        except StorageError as err:  # inside Tune's loop: end the grid as a trial's storage fault does
+            stop.record(err)
+            return
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
     order = TeacherFirst(runs, cost, lambda run_id: _status(paths, run_id), blocked)
     cluster = ClusterSlots(_request(bench), bench.max_concurrent)
-    log, stop = trial_log(), storage_stop()
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, _request(bench))
@@ -213,7 +220,8 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     )
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
-    tuner.fit()  # trial errors are recorded by the trials; the grid goes on
+    with ray_storage_faults(stop, paths.ray):
+        tuner.fit()  # trial errors are recorded by the trials; the grid goes on, unless the storage fails
     return Outcome(set(order.blocked), log.retries, cluster.peak, log.peak_running, stop.fault)
 
 
