@@ -445,7 +445,12 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
-    grid = _write_outputs(bench, paths, started, time.monotonic() - t0, plan, outcome)
+    try:
+        grid = _write_outputs(bench, paths, started, time.monotonic() - t0, plan, outcome)
+    except StorageError:
+        if outcome.storage is None:
+            raise
+        raise outcome.storage from None  # the same disk: the first fault is the one the user reads
     if outcome.storage is not None:  # recorded (the run's record, runs.parquet, grid.json): now the one line
         raise outcome.storage
     return grid
@@ -501,6 +506,8 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, pl
     previous = read_ledger(paths.ledger)
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
         grid = replace(previous, runs=runs, benchmark_text=bench.text, skipped=skip)
+    # the fault that stopped this invocation, if any: the cause of its failed or not-run runs
+    grid = replace(grid, storage_fault=str(outcome.storage) if outcome.storage else None)
     grid = replace(grid, history=(*(previous.history if previous else ()), HistoryEntry(
         started, now(), round(wall, 2), len(trained_ids), round(trial_time, 2), cpus, gpus,
         retried_time_s=round(retried_time, 2), retried_attempts=len(outcome.retries))))

@@ -257,5 +257,7 @@ def test_grid_whose_results_fill_up_stops_with_one_line(tmp_path: Path) -> None:
         assert not any(r["status"] == "ok" for r in records), records
         assert all("no space left on device (ENOSPC)" in (r["error"] or "") for r in records
                    if r["role"] == "teacher"), records
+        if (mnt / "grid.json").exists():  # where it still fitted, grid.json says what stopped the grid
+            assert json.loads((mnt / "grid.json").read_text())["storage_fault"] == line.removeprefix("fspbench: ")
     finally:
         _unmount(mnt)
