@@ -2,7 +2,7 @@
 every attempt that failed and was retried (where it ran, and the time it lost), and the storage fault
 that stops the grid.
 
-Both are Ray Tune callbacks, built by functions so that Ray is imported only when a grid runs.
+The callbacks and the stopper are built by functions, so that Ray is imported only when a grid runs.
 """
 
 from __future__ import annotations

@@ -121,6 +121,56 @@ def test_storage_error_survives_pickling() -> None:
         err.path, err.cause, err.action, err.errno, str(err))
 
 
+def test_a_storage_fault_reported_by_a_trial_stops_the_grid() -> None:
+    from fspbench.trials import STORAGE_FAULT, storage_stop
+
+    stop = storage_stop()
+    assert stop("t1", {"test_acc": 0.5}) is False and not stop.stop_all()
+    assert stop("t2", {STORAGE_FAULT: ["/r/checkpoints/a.state.pt", "no space left on device (ENOSPC)",
+                                       "free space", errno.ENOSPC]}) is True
+    assert stop.stop_all() and stop.fault.path == "/r/checkpoints/a.state.pt" and stop.fault.errno == errno.ENOSPC
+    stop("t3", {STORAGE_FAULT: ["/r/b", "read-only file system (EROFS)", "elsewhere", errno.EROFS]})
+    assert stop.fault.path == "/r/checkpoints/a.state.pt"  # the first fault is the one the user reads
+
+
+def test_rays_failed_upload_on_a_full_disk_stops_the_grid_without_a_traceback() -> None:
+    import logging
+
+    from fspbench.trials import ray_storage_faults
+
+    class Stop:
+        fault: StorageError | None = None
+
+        def record(self, fault: StorageError) -> None:
+            self.fault = fault
+
+    class Seen(logging.Handler):  # on the logger itself: Ray's loggers may not propagate to the root
+        def __init__(self) -> None:
+            super().__init__(logging.ERROR)
+            self.errors: list[type] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.errors.append(type(record.exc_info[1]) if record.exc_info else type(None))
+
+    stop, seen, logger = Stop(), Seen(), logging.getLogger("ray.tune.execution.experiment_state")
+
+    def log(err: Exception) -> None:
+        try:
+            raise err
+        except Exception:
+            logger.error("Saving experiment state to storage failed with exception: ", exc_info=True)
+
+    logger.addHandler(seen)
+    try:
+        with ray_storage_faults(stop, Path("/r/ray")):
+            log(ValueError("not storage"))
+            log(OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device"))
+    finally:
+        logger.removeHandler(seen)
+    assert seen.errors == [ValueError]  # the storage fault is not logged: it ends the grid as its one line
+    assert stop.fault is not None and str(stop.fault).startswith("cannot write /r/ray: no space left on device")
+
+
 # ---------------------------------------------------------------- writes on a real full or read-only tmpfs
 
 
