@@ -450,10 +450,20 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
     except StorageError:
         if outcome.storage is None:
             raise
+        _stop_ray()
         raise outcome.storage from None  # the same disk: the first fault is the one the user reads
     if outcome.storage is not None:  # recorded (the run's record, runs.parquet, grid.json): now the one line
+        _stop_ray()
         raise outcome.storage
     return grid
+
+
+def _stop_ray() -> None:
+    """Disconnect from Ray now, so that what its stopped workers print on their way out comes before the
+    grid's last line, not after it."""
+    import ray
+
+    ray.shutdown()
 
 
 def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, plan: Plan,

@@ -298,7 +298,8 @@ def test_grid_whose_results_fill_up_stops_with_one_line(tmp_path: Path) -> None:
         line = res.stderr.strip().splitlines()[-1]
         assert line.startswith(f"fspbench: cannot write {mnt}/") and "no space left on device (ENOSPC)" in line, \
             res.stderr[-3000:]
-        assert "Traceback" not in res.stderr
+        # no traceback of fspbench's (Ray's stopped workers may print their own teardown before the line)
+        assert not [ln for ln in res.stderr.splitlines() if 'File "' in ln and "fspbench/" in ln], res.stderr[-3000:]
         assert "retried from its last checkpoint" not in res.stdout  # no retry of a full disk
         assert _temp_files(mnt) == []
         # the grid stopped at the fault: no student trained; a record written says failed with the cause
