@@ -1,8 +1,9 @@
 """The ``fspbench`` command.
 
 Exit codes: 0 success: every run finished, ok or diverged (a diverged run is a recorded result, in
-``train`` as in ``run``); 1 a run failed or was not run, or anything else went wrong; 2 bad input
-(one line); 130 interrupted.
+``train`` as in ``run``); 1 a run failed or was not run, a storage fault (a full disk or quota, a read-only
+or refused location: one line naming the path), or anything else went wrong; 2 bad input (one line);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
-from fspbench.errors import BadInput
+from fspbench.errors import STORAGE_ERRNOS, BadInput, StorageError, storage_error
 
 if TYPE_CHECKING:
     from fspbench.results import RunCounts
@@ -193,6 +194,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInput as err:
         print(f"fspbench: error: {err}", file=sys.stderr)
         return 2
+    except StorageError as err:  # a full disk or quota, a refused write: which path and why, one line
+        print(f"fspbench: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        # a write outside errors.storage(): the same line, naming the file the OSError names
+        print(f"fspbench: {storage_error(err.filename or '(unknown path)', err)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fspbench: interrupted", file=sys.stderr)
         return 130

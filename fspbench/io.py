@@ -10,10 +10,21 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fspbench.errors import storage
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    A storage fault (full disk or quota, read-only or refused location) raises errors.StorageError naming
+    ``path``, with the temporary file removed: the target is either the old file or the whole new one.
+    """
     path = Path(path)
+    with storage(path):
+        _write_replace(path, data)
+
+
+def _write_replace(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # a unique name beside the target (same file system, so the rename is atomic); "x" mode
     # honours the umask, unlike mkstemp's 0600, since results are meant to be shared
@@ -25,7 +36,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        # lexists first: a read-only file system refuses even the unlink of a file that was never made
+        if os.path.lexists(tmp):
+            tmp.unlink()
         raise
 
 

@@ -542,6 +542,7 @@ class GridLedger(_Json):
     skipped: Skipped | None = None
     seeds: dict[str, int] | None = None  # [design] grids: claim -> seeds per deciding arm the results hold
     looks: tuple[LookEntry, ...] | None = None  # [design] grids: every look so far
+    storage_fault: str | None = None  # the storage fault that stopped the last invocation, as the CLI said it
     absent: frozenset[str] = field(default=frozenset())  # NULLABLE keys the file lacked
 
     @classmethod

@@ -34,7 +34,7 @@ from torch import nn
 import fspbench
 from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
 from fspbench.data import TaskData, eval_batches, load_task
-from fspbench.errors import BadInput
+from fspbench.errors import BadInput, StorageError
 from fspbench.hardware import check_precision, cpu_flags_and_name, detect
 from fspbench.io import atomic_torch_save, sha256_file
 from fspbench.models import build_model
@@ -121,6 +121,10 @@ def load_teacher(ref: str, device: torch.device) -> Teacher:
     path = Path(ref)
     if not path.exists():
         raise BadInput(f"teacher: {ref} does not exist; give the run record (.json) of a finished run")
+    if path.is_dir():  # e.g. the --out folder of the teacher's `fspbench train`
+        found = sorted(p.name for p in path.glob("*.json"))[:3]
+        raise BadInput(f"teacher: {ref} is a folder; pass a teacher's run record (<run_id>.json) or checkpoint "
+                       f"(.pt) inside it" + (f" ({', '.join(found)} there)" if found else ""))
     if path.suffix == ".json":
         try:
             record = RunRecord.load(path)
@@ -217,7 +221,7 @@ def train_run(
         run.record.update(status="failed", error=f"{type(err).__name__}: {err}", curve=run.state.rows,
                           finished_at=_now())
         if not isinstance(err, (BadInput, KeyboardInterrupt)):
-            _write(run, run.record)
+            _write_failed(run, err)
         raise
     bar.close()
     return _finish(run, status)
@@ -361,6 +365,16 @@ def _write(run: _Run, record: dict[str, Any]) -> None:
     """The run record to out/<run_id>.json, through the results store's one writer (checked, checksummed)."""
     path = run.out / f"{run.run_id}.json"
     RunRecord.from_json(_finite(record), str(path)).write(path)
+
+
+def _write_failed(run: _Run, err: BaseException) -> None:
+    """The record of a failed run, with its error. A storage fault may leave no room for the record either:
+    then the first fault is what the user reads (the record's own write left no file behind)."""
+    try:
+        _write(run, run.record)
+    except StorageError:
+        if not isinstance(err, StorageError):
+            raise
 
 
 FAULT_ENV = "FSPBENCH_FAULT"

@@ -1,16 +1,21 @@
-"""What the driver sees of a grid's trials while Tune runs them: a progress line per ended run, and
-every attempt that failed and was retried (where it ran, and the time it lost).
+"""What the driver sees of a grid's trials while Tune runs them: a progress line per ended run,
+every attempt that failed and was retried (where it ran, and the time it lost), and the storage fault
+that stops the grid.
 
-Both are Ray Tune callbacks, built by functions so that Ray is imported only when a grid runs.
+The callbacks and the stopper are built by functions, so that Ray is imported only when a grid runs.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fspbench.cluster import ClusterSlots
+from fspbench.errors import STORAGE_ERRNOS, StorageError, storage_error
 from fspbench.estimate import Estimate, fmt_duration, simulate
 from fspbench.grid import GridRun
 from fspbench.results import Retry
@@ -133,6 +138,66 @@ def trial_log() -> Any:
             self._live.discard(trial.config["run_id"])
 
     return TrialLog()
+
+
+# the key of the result a trial reports instead of failing when a write hit a storage fault (tune._trial):
+# [path, cause, action, errno] of its errors.StorageError
+STORAGE_FAULT = "storage_fault"
+
+
+def storage_stop() -> Any:
+    """A Tune Stopper that ends the grid at the first trial reporting STORAGE_FAULT; its ``fault`` is that
+    StorageError (None while there was none). A full disk or a refused write fails every run after it, so
+    neither Tune's retries nor the runs left are tried: they are not run, and a later run resumes them."""
+    from ray.tune import Stopper
+
+    class StorageStop(Stopper):
+        def __init__(self) -> None:
+            self.fault: StorageError | None = None
+
+        def record(self, fault: StorageError) -> None:
+            """Stop the grid on ``fault`` (the first one is the one the user reads)."""
+            if self.fault is None:
+                self.fault = fault
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            if STORAGE_FAULT not in result:
+                return False
+            self.record(StorageError(*result[STORAGE_FAULT]))
+            return True
+
+        def stop_all(self) -> bool:
+            return self.fault is not None
+
+    return StorageStop()
+
+
+# Ray logs a failed upload of its experiment state to the results folder as an ERROR with a traceback, and goes on
+_RAY_STATE_LOGGER = "ray.tune.execution.experiment_state"
+
+
+@contextmanager
+def ray_storage_faults(stop: Any, where: Path) -> Iterator[None]:
+    """While Tune runs: a storage fault that Ray meets writing its own files under ``where`` stops the grid
+    through ``stop`` (a storage_stop()), instead of a traceback on stderr while the runs go on to fail too."""
+
+    class _Fault(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            err = record.exc_info[1] if record.exc_info else None
+            if not isinstance(err, OSError):
+                return True
+            fault = storage_error(where, err)
+            if fault.errno not in STORAGE_ERRNOS:
+                return True
+            stop.record(fault)
+            return False  # said once, as the grid's last line
+
+    logger, fault = logging.getLogger(_RAY_STATE_LOGGER), _Fault()
+    logger.addFilter(fault)
+    try:
+        yield
+    finally:
+        logger.removeFilter(fault)
 
 
 def _last_error(trial: Any) -> str:

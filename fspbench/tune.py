@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
-from fspbench.errors import BadInput
+from fspbench.errors import BadInput, StorageError, storage
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
 from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
@@ -58,6 +58,7 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
 
     from fspbench.config import config_from_dict
     from fspbench.train import train_run
+    from fspbench.trials import STORAGE_FAULT
 
     # one line per stored checkpoint would drown the progress lines
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -66,13 +67,6 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
     cfg = config_from_dict(runs[run_id], source=run_id)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))  # as many threads as CPUs granted, no oversubscription
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry: put the last reported state where train_run looks for it
-        with checkpoint.as_directory() as d:
-            for f in Path(d).glob("*.state.pt"):
-                paths.checkpoints.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(f, paths.checkpoints / f.name)
-
     node_id = ray.get_runtime_context().get_node_id()
 
     def on_eval(row: dict[str, Any], state_path: Path | None) -> None:
@@ -83,11 +77,30 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
             return
         with tempfile.TemporaryDirectory() as d:
             shutil.copy2(state_path, Path(d) / state_path.name)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            with storage(paths.ray):  # Tune persists the checkpoint under the results folder
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
-    record = RunRecord.from_json(train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval), run_id)
+    try:
+        _restore(tune.get_checkpoint(), paths)
+        record = RunRecord.from_json(train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval), run_id)
+    except StorageError as err:
+        # a full disk or a refused write stays so on a retry: the trial ends without Tune's retries (its record
+        # says failed with the cause where it could be written) and tells the driver, which stops the grid
+        tune.report({STORAGE_FAULT: [err.path, err.cause, err.action, err.errno]})
+        return
     if record.run_id != run_id:
         raise RuntimeError(f"run id changed from {run_id} to {record.run_id}: the teacher differs from the grid's")
+
+
+def _restore(checkpoint: Any, paths: Paths) -> None:
+    """A retry: put the state of Tune's last checkpoint (if any) where train_run looks for it."""
+    if checkpoint is None:
+        return
+    with checkpoint.as_directory() as d:
+        for f in Path(d).glob("*.state.pt"):
+            with storage(paths.checkpoints / f.name):
+                paths.checkpoints.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, paths.checkpoints / f.name)
 
 
 # ---------------------------------------------------------------- connecting to Ray
@@ -149,6 +162,7 @@ class Outcome:
     retries: list[Retry]  # retried attempts (trials.TrialLog)
     peak_slots: int  # the most trials the live nodes could hold at once while it ran
     peak_running: int  # the most trials that ran at once
+    storage: StorageError | None = None  # the storage fault that stopped it (trials.storage_stop)
 
 
 def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> Outcome:
@@ -162,18 +176,25 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     from ray import tune
 
     from fspbench.searcher import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
-    from fspbench.trials import progress_callback, trial_log
+    from fspbench.trials import progress_callback, ray_storage_faults, storage_stop, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
 
+    log, stop = trial_log(), storage_stop()
+
     def blocked(run: GridRun, status: str) -> None:
-        mark_blocked(paths, run, status)
+        if stop.fault is not None:  # the grid ends on a storage fault: the student is not run (a rerun resumes)
+            return
+        try:
+            mark_blocked(paths, run, status)
+        except StorageError as err:  # inside Tune's loop: end the grid as a trial's storage fault does
+            stop.record(err)
+            return
         print(f"[fspbench] {run.run_id}: not started, its teacher ended with status {status}", flush=True)
 
     order = TeacherFirst(runs, cost, lambda run_id: _status(paths, run_id), blocked)
     cluster = ClusterSlots(_request(bench), bench.max_concurrent)
-    log = trial_log()
     trainable = tune.with_parameters(
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, _request(bench))
@@ -191,6 +212,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
             name=f"grid-{stamp}",
             storage_path=str(paths.ray.resolve()),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
+            stop=stop,  # a storage fault (a trial reports STORAGE_FAULT) ends the grid: the next runs would fail too
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[progress_callback(runs, order, est, cluster), log],
             verbose=verbose,
@@ -198,8 +220,9 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     )
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
-    tuner.fit()  # trial errors are recorded by the trials; the grid goes on
-    return Outcome(set(order.blocked), log.retries, cluster.peak, log.peak_running)
+    with ray_storage_faults(stop, paths.ray):
+        tuner.fit()  # trial errors are recorded by the trials; the grid goes on, unless the storage fails
+    return Outcome(set(order.blocked), log.retries, cluster.peak, log.peak_running, stop.fault)
 
 
 # a trial is retried this many times (from its last checkpoint) before it counts as failed
@@ -422,7 +445,25 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
-    return _write_outputs(bench, paths, started, time.monotonic() - t0, plan, outcome)
+    try:
+        grid = _write_outputs(bench, paths, started, time.monotonic() - t0, plan, outcome)
+    except StorageError:
+        if outcome.storage is None:
+            raise
+        _stop_ray()
+        raise outcome.storage from None  # the same disk: the first fault is the one the user reads
+    if outcome.storage is not None:  # recorded (the run's record, runs.parquet, grid.json): now the one line
+        _stop_ray()
+        raise outcome.storage
+    return grid
+
+
+def _stop_ray() -> None:
+    """Disconnect from Ray now, so that what its stopped workers print on their way out comes before the
+    grid's last line, not after it."""
+    import ray
+
+    ray.shutdown()
 
 
 def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, plan: Plan,
@@ -475,6 +516,8 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, pl
     previous = read_ledger(paths.ledger)
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
         grid = replace(previous, runs=runs, benchmark_text=bench.text, skipped=skip)
+    # the fault that stopped this invocation, if any: the cause of its failed or not-run runs
+    grid = replace(grid, storage_fault=str(outcome.storage) if outcome.storage else None)
     grid = replace(grid, history=(*(previous.history if previous else ()), HistoryEntry(
         started, now(), round(wall, 2), len(trained_ids), round(trial_time, 2), cpus, gpus,
         retried_time_s=round(retried_time, 2), retried_attempts=len(outcome.retries))))

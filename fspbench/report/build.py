@@ -18,7 +18,7 @@ import pandas as pd
 from fspbench import analysis, comparisons, methods
 from fspbench import claims as kinds
 from fspbench.ablation import ablation_json, ablation_of
-from fspbench.errors import BadInput
+from fspbench.errors import BadInput, storage
 from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
 from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
@@ -62,11 +62,8 @@ def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
     df = comparisons.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
     a = analysis.analyze(df, bench.claims)
     records = [RunRecord.load(p) for r in bench.runs if (p := results_dir / "runs" / f"{r.run_id}.json").is_file()]
-    try:
+    with storage(out_dir):  # a storage fault, like every write of the report: one line, exit 1
         out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise BadInput(f"--out {out_dir}: cannot create the report folder ({err.strerror or err}); "
-                       "pass a folder you can write to") from None
 
     claims_path = out_dir / "claims.json"
     atomic_write_bytes(claims_path, (json.dumps(analysis.claims_json(a), indent=2, sort_keys=True) + "\n").encode())

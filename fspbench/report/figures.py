@@ -7,6 +7,7 @@ Nothing here computes a statistic: bands, means and CIs arrive as columns. Figur
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 
 from fspbench import claims as kinds
 from fspbench import methods
+from fspbench.io import atomic_write_bytes
 
 _CYCLE = ["#1f77b4", "#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
 
@@ -231,10 +233,15 @@ def teacher_gains(rows: pd.DataFrame, titles: dict[str, str]) -> Figure:
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """Write ``name``.png (dpi 120) and ``name``.svg (stable: fixed hash salt, no date); returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``name``.png (dpi 120) and ``name``.svg (stable: fixed hash salt, no date); returns the paths.
+
+    Each is drawn in memory and written atomically (fspbench.io), so a full disk leaves no half-drawn figure.
+    """
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     with mpl.rc_context({"svg.hashsalt": "fspbench", "svg.fonttype": "path"}):
-        fig.savefig(png, dpi=120, metadata={"Software": None})
-        fig.savefig(svg, metadata={"Date": None, "Creator": None})
+        for path, kwargs in ((png, {"dpi": 120, "metadata": {"Software": None}}),
+                             (svg, {"metadata": {"Date": None, "Creator": None}})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=path.suffix[1:], **kwargs)
+            atomic_write_bytes(path, buf.getvalue())
     return [png, svg]
