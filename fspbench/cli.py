@@ -138,7 +138,7 @@ def _perf(args: argparse.Namespace) -> int:
 
 
 MLFLOW_HELP = ("also log every run's curves, final accuracy and record to this MLflow tracking server "
-               "(http://HOST:PORT, or file:///FOLDER); overrides [tracking] mlflow (default: TensorBoard files only)")
+               "(http://HOST:PORT, or sqlite:///FILE.db); overrides [tracking] mlflow (default: TensorBoard only)")
 
 
 def build_parser() -> argparse.ArgumentParser:

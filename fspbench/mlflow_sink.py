@@ -37,7 +37,7 @@ def uri_problem(uri: str) -> str | None:
     """What is wrong with an MLflow tracking URI's spelling (None: nothing); no server is asked."""
     parsed = urlparse(uri)
     if parsed.scheme not in SCHEMES:
-        return (f"expected an MLflow tracking URI: http://HOST:PORT of a tracking server, file:///FOLDER or "
+        return (f"expected an MLflow tracking URI: http://HOST:PORT of a tracking server or "
                 f"sqlite:///FILE.db (schemes {', '.join(SCHEMES)}), got {uri!r}")
     if parsed.scheme in ("http", "https") and not parsed.hostname:
         return f"expected http://HOST:PORT of a tracking server, got {uri!r}"
