@@ -46,6 +46,16 @@ def uri_problem(uri: str) -> str | None:
     return None
 
 
+def artifacts_beside(uri: str) -> str | None:
+    """Where a new experiment's artifacts go: for an sqlite store a folder beside its file (MLflow's default
+    is ./mlruns in whatever folder the command ran from); a server's own choice otherwise (None)."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "sqlite":
+        return None
+    db = Path(parsed.path[1:])  # sqlite:///rel.db is relative, sqlite:////abs.db absolute (SQLAlchemy)
+    return (db.parent / f"{db.stem}-artifacts").absolute().as_uri()
+
+
 @contextmanager
 def _no_retries() -> Iterator[None]:
     """MLflow's HTTP client retries for minutes by default; a check should answer in seconds."""
@@ -98,7 +108,8 @@ class MLflowSink:
         self.client = MlflowClient(tracking_uri=uri)
         name = f"fspbench/{benchmark}"
         exp = self.client.get_experiment_by_name(name)
-        self.experiment = exp.experiment_id if exp is not None else self.client.create_experiment(name)
+        self.experiment = (exp.experiment_id if exp is not None
+                           else self.client.create_experiment(name, artifact_location=artifacts_beside(uri)))
         self._runs: dict[str, tuple[str, int, bool]] = {}  # fspbench run id -> (MLflow run id, last step, closed)
         token = None
         while True:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fspbench.io import atomic_write_json
 from fspbench.results import FINISHED, RunRecord
-from fspbench.tracking import Point, RunInfo
+
+if TYPE_CHECKING:
+    from fspbench.tracking import Point, RunInfo
 
 STATE = "fspbench.json"
 FINAL_TAG = "final/test_acc"

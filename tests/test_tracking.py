@@ -125,7 +125,7 @@ def test_smoke_grid_curves_in_tensorboard_written_live(smoke_results: Path) -> N
     paths = Paths(smoke_results)
     records = [rec for r in bench.runs if (rec := read_run_record(paths.record(r.run_id))) is not None]
     runs = {p.name for p in (smoke_results / "tensorboard").iterdir()}
-    assert {r.run_id for r in records} <= runs and len(records) >= 40
+    assert {r.run_id for r in records} <= runs and len(records) >= 20
     _check_curves(smoke_results / "tensorboard", records)
     for rec in records:
         if rec.role == "teacher":  # the first event file was opened at the first point, before the record
@@ -169,6 +169,7 @@ def test_mlflow_one_run_per_run_and_a_rerun_adds_nothing(ray_cluster, tmp_path: 
         mlflow_id = client.search_runs([exp.experiment_id], f"tags.run_id = '{run_id}'")[0].info.run_id
         (artifact,) = client.list_artifacts(mlflow_id)
         assert artifact.path == f"{run_id}.json"
+        assert (tmp_path / "mlflow-artifacts").is_dir()  # beside the store, not ./mlruns
     events = _events(results / "tensorboard")
     again = run_cli(*cmd, env=ray_cluster["env"], cwd=tmp_path)
     assert again.returncode == 0 and "0 to train" in again.stdout, again.stderr[-3000:]
