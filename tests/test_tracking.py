@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,6 +77,30 @@ def test_records_caught_up_once_on_the_main_task_axis(tmp_path: Path) -> None:
     assert sorted(loss.step) == [p.stage_step for p in init] and init  # FSP's stage 1 against its own steps
     main = df[(df.dir_name == student.run_id) & (df.tag == "main/test_acc")]
     assert main.step.max() == student.config.steps  # main-task steps, not the run's total
+
+
+def test_no_mlflow_unless_asked(tmp_path: Path) -> None:
+    """A grid without --mlflow or [tracking]: TensorBoard files only; MLflow is not even imported."""
+    bench = load_benchmark("default", ROOT / "results" / "default")
+    for r in bench.teachers[:2]:
+        shutil.copy2(ROOT / "results" / "default" / "runs" / f"{r.run_id}.json", tmp_path / f"{r.run_id}.json")
+    code = (
+        "import sys\nfrom dataclasses import replace\nfrom pathlib import Path\n"
+        "from fspbench.grid import load_benchmark\nfrom fspbench.results import Paths\n"
+        "from fspbench.tracking import tracker\n"
+        f"bench = load_benchmark('default', {str(tmp_path / 'R')!r})\n"
+        "bench = replace(bench, teachers=bench.teachers[:2], students=[])\n"
+        f"paths = Paths(Path({str(tmp_path / 'R')!r}))\n"
+        f"paths.runs.mkdir(parents=True)\n"
+        f"for p in Path({str(tmp_path)!r}).glob('*.json'): p.rename(paths.runs / p.name)\n"
+        "t = tracker(bench, paths)\nprint([s.name for s in t.sinks])\nt.catch_up()\n"
+        "print('mlflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[:2] == ["['TensorBoard']", "False"]
+    assert len(_events(tmp_path / "R" / "tensorboard")) == 2
+    assert not (tmp_path / "mlruns").exists()
 
 
 def test_tracking_table_and_the_flag_that_overrides_it(tmp_path: Path) -> None:
