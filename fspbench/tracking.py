@@ -122,9 +122,8 @@ class Tracker:
                 fn(sink)
             except Exception as err:  # noqa: BLE001 - a tracking server's error must not end the grid
                 self._failed.add(sink.name)
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-                print(f"[fspbench] warning: {sink.name}: {what} failed ({first}); its curves are caught up "
-                      "from the run records at the end", flush=True)
+                print(f"[fspbench] warning: {sink.name}: {what} failed ({_first_line(err)}); the run records "
+                      "are caught up after the Tune run, or by the next fspbench run", flush=True)
 
     def result(self, run_id: str, row: dict[str, Any]) -> None:
         """A point a trial has just reported."""
@@ -170,8 +169,16 @@ def tracker(bench: Benchmark, paths: Paths) -> Tracker:
     if bench.tracking.mlflow:
         from fspbench.mlflow_sink import MLflowSink
 
-        sinks.append(MLflowSink(bench.tracking.mlflow, bench.name))
+        try:
+            sinks.append(MLflowSink(bench.tracking.mlflow, bench.name))
+        except Exception as err:  # noqa: BLE001 - it answered the check before the grid; the grid goes on
+            print(f"[fspbench] warning: MLflow at {bench.tracking.mlflow}: {_first_line(err)}; left out until "
+                  "the next fspbench run catches up", flush=True)
     return Tracker(bench, paths, sinks)
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 def check(bench: Benchmark) -> None:
