@@ -46,10 +46,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from fspbench.grid import load_benchmark
+    from fspbench.grid import load_benchmark, with_mlflow
     from fspbench.tune import run_grid
 
-    bench = load_benchmark(args.benchmark, _results_dir(args))
+    bench = with_mlflow(load_benchmark(args.benchmark, _results_dir(args)), args.mlflow)
     grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
                     dry_run=args.dry_run, autoscaling=args.autoscaling)
     if grid is None:  # a dry run
@@ -98,7 +98,8 @@ def _results_dir(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> int:
     from fspbench.submit import submit
 
-    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)), autoscaling=args.autoscaling)
+    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)), autoscaling=args.autoscaling,
+                  mlflow=args.mlflow)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -137,6 +138,10 @@ def _perf(args: argparse.Namespace) -> int:
     return 0
 
 
+MLFLOW_HELP = ("also log every run's curves, final accuracy and record to this MLflow tracking server "
+               "(http://HOST:PORT, or sqlite:///FILE.db); overrides [tracking] mlflow (default: TensorBoard only)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fspbench", description="FSP distillation reproducibility benchmark")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -158,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autoscaling", action="store_true",
                    help="the cluster adds nodes on demand: a trial no node can hold yet waits for one "
                         "(default: such a request exits 2 at once)")
+    p.add_argument("--mlflow", metavar="URI", help=MLFLOW_HELP)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("submit", help="submit `fspbench run` as a Ray job to a cluster's job server")
@@ -166,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="results folder, on storage every node shares (default: results/<name>, "
                                      "made absolute)")
     p.add_argument("--autoscaling", action="store_true", help="as for run: wait for nodes the autoscaler adds")
+    p.add_argument("--mlflow", metavar="URI", help="as for run; the URI as the head node reaches it")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("report", help="analyse a results folder and write the report (no training)")

@@ -16,6 +16,7 @@ A benchmark file declares teachers, student groups and the claims to test:
                                    # holds RunConfig keys for one method's runs only
     [claims.<claim>]               # a claim kind's key (fspbench.claims)
     [ablation]                     # every arm's FSP students against a reference group's
+    [tracking]                     # mlflow = "URI": the curves also to an MLflow server (fspbench.tracking)
 
 Three steps, each one module: fspbench.schema checks every table's keys and values (a pydantic model per
 table), fspbench.spec_check what the tables say of each other, into the typed BenchmarkSpec, and
@@ -46,7 +47,7 @@ from fspbench.config import RunConfig, merge, teacher_mismatch
 from fspbench.errors import BadInput, BadKey
 from fspbench.methods import init_steps
 from fspbench.schema import MAX_SEEDS, build_config, validate
-from fspbench.spec import AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec
+from fspbench.spec import AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec, TrackingSpec
 from fspbench.spec_check import to_spec
 
 TEACHER_SEED = 100_000  # the teacher of student seed s has seed TEACHER_SEED + s (one teacher per student seed)
@@ -80,6 +81,7 @@ class Benchmark:
     max_concurrent: int | None = None  # [resources] max_concurrent: a cap on trials at once
     spec: BenchmarkSpec | None = None  # the parsed file, for expanding a [design] grid at later looks
     seeds: dict[str, int] = field(default_factory=dict)  # [design]: claim -> seeds per deciding arm expanded
+    tracking: TrackingSpec = TrackingSpec()  # [tracking], or fspbench run --mlflow (with_mlflow)
 
     @property
     def design(self) -> DesignSpec | None:
@@ -159,7 +161,13 @@ def benchmark_from_text(text: str, path: Path, results_dir: str | Path, where: s
     seeds = first_look(spec)
     teachers, students = _located(where, expand, spec, runs_dir, seeds)
     return Benchmark(spec.name, path, text, runs_dir.parent, spec.resources, teachers, students, spec.claims,
-                     spec.ablation, spec.max_concurrent, spec, seeds)
+                     spec.ablation, spec.max_concurrent, spec, seeds, spec.tracking)
+
+
+def with_mlflow(bench: Benchmark, uri: str | None) -> Benchmark:
+    """``bench`` with its curves also sent to the MLflow store at ``uri`` (over [tracking] mlflow); as it is
+    when ``uri`` is None."""
+    return replace(bench, tracking=replace(bench.tracking, mlflow=uri)) if uri else bench
 
 
 def _located(where: str, fn: Any, *args: Any) -> Any:

@@ -4,6 +4,8 @@ results/<name>/
   runs/<run_id>.json   run records (RunRecord)        runs.parquet  one row per evaluation
   checkpoints/         weights and resumable state     grid.json     the grid's ledger (GridLedger)
   ray/                 Ray Tune's own files (never read back by fspbench)
+  tensorboard/         event files of the curves, one TensorBoard run per run (fspbench.tracking; rebuilt
+                       from the records)
 
 A run record and grid.json are typed: RunRecord and GridLedger, frozen dataclasses whose one reader
 (``from_json``, and ``load`` / read_run_record / read_ledger for files) checks every key and type and

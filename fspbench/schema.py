@@ -39,6 +39,7 @@ from pydantic import field_validator as validator
 from fspbench import claims, methods
 from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge
 from fspbench.errors import BadInput, BadKey
+from fspbench.mlflow_sink import uri_problem
 from fspbench.registry import check_arch
 from fspbench.spec import SEEDINGS
 
@@ -267,6 +268,21 @@ class AblationTable(Table):
     converged_gain: Points = 1.0
 
 
+class TrackingTable(Table):
+    """Where a grid's curves go besides its TensorBoard files (fspbench.tracking): mlflow, an MLflow tracking
+    URI (``fspbench run --mlflow`` overrides it)."""
+
+    mlflow: str | None = None
+
+    @validator("mlflow")
+    @classmethod
+    def _uri(cls, v: Any) -> Any:
+        problem = uri_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+
 def _claim_table(key: str) -> Any:
     """A ``[claims.<key>]`` table: its claim kind's keys (values checked by the kind, against its group)."""
     return _model(f"Claim_{key}", Table, {k: (Any, None) for k in claims.get(key).table_keys})
@@ -287,6 +303,7 @@ def benchmark_model() -> Any:
         students: dict[str, GroupTable] = Field(None, validate_default=True)  # type: ignore[valid-type]
         claims: claims_table = claims_table()  # type: ignore[valid-type]
         ablation: AblationTable | None = None
+        tracking: TrackingTable = TrackingTable()
 
         @validator("name")
         @classmethod

@@ -133,6 +133,13 @@ class GroupSpec:
 
 
 @dataclass(frozen=True)
+class TrackingSpec:
+    """The ``[tracking]`` table: mlflow, an MLflow tracking URI the curves also go to (None: none)."""
+
+    mlflow: str | None = None
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     """A benchmark file, parsed and checked; grid.expand turns it into runs."""
 
@@ -146,3 +153,4 @@ class BenchmarkSpec:
     ablation: AblationSpec | None
     max_concurrent: int | None = None  # [resources] max_concurrent: at most this many trials at once
     design: DesignSpec | None = None  # [design]: present exactly when the grid has claims
+    tracking: TrackingSpec = TrackingSpec()  # [tracking]

@@ -15,7 +15,16 @@ from fspbench import methods
 from fspbench.config import merge
 from fspbench.errors import BadKey
 from fspbench.schema import GROUP_KEYS, RUN_KEYS, build_config, int_list, is_int, quote
-from fspbench.spec import SEEDINGS, AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec
+from fspbench.spec import (
+    SEEDINGS,
+    AblationSpec,
+    BenchmarkSpec,
+    ClaimSpec,
+    DesignSpec,
+    GroupSpec,
+    TeacherSpec,
+    TrackingSpec,
+)
 
 TREATMENT, CONTROL = claim_kinds.TREATMENT, claim_kinds.CONTROL
 
@@ -34,7 +43,8 @@ def to_spec(f: Any, path: Path, claim_order: list[str]) -> BenchmarkSpec:
     ablation = _ablation(f.ablation, groups) if f.ablation is not None else None
     r = f.resources
     return BenchmarkSpec(f.name or path.stem, f.description, {"cpu": r.cpu, "gpu": r.gpu}, defaults, teachers,
-                         tuple(groups.values()), specs, ablation, r.max_concurrent, design)
+                         tuple(groups.values()), specs, ablation, r.max_concurrent, design,
+                         TrackingSpec(f.tracking.mlflow))
 
 
 def _teacher(tid: str, t: Any, defaults: dict[str, Any]) -> TeacherSpec:

@@ -17,6 +17,7 @@ from pathlib import Path
 import fspbench
 from fspbench.errors import BadInput
 from fspbench.grid import resolve_benchmark
+from fspbench.mlflow_sink import uri_problem
 
 # never uploaded: results and checkpoints can be large, and the cluster has its own copies
 EXCLUDES = ["results/", "reports/", ".git/", ".nox/", ".venv/", "**/__pycache__/", "*.pt", "*.pth", "*.ckpt"]
@@ -48,12 +49,19 @@ def _client(address: str):  # noqa: ANN202 - Ray's class, imported late
                        "check the dashboard address and port (default 8265)") from None
 
 
-def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0, autoscaling: bool = False) -> int:
+def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0, autoscaling: bool = False,
+           mlflow: str | None = None) -> int:
     """Submit the grid, stream its logs, and return 0 if the job succeeded, else its exit code or 1.
 
     ``autoscaling``: passed on to ``fspbench run`` (wait for nodes the cluster's autoscaler adds).
+    ``mlflow``: passed on as ``--mlflow``; checked for its form here, for an answer by the job (on the head
+    node, which may reach a server this machine does not).
     """
     from ray.job_submission import JobStatus
+
+    problem = uri_problem(mlflow) if mlflow else None
+    if problem:
+        raise BadInput(f"--mlflow: {problem}")
 
     root = project_root()
     path = resolve_benchmark(benchmark).resolve()
@@ -65,7 +73,7 @@ def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0, auto
     client = _client(address)
     entrypoint = " ".join(shlex.quote(a) for a in
                           ["python", "-m", "fspbench.cli", "run", str(rel), "--results", results, "--address", "auto",
-                           *(["--autoscaling"] if autoscaling else [])])
+                           *(["--autoscaling"] if autoscaling else []), *(["--mlflow", mlflow] if mlflow else [])])
     job_id = client.submit_job(entrypoint=entrypoint,
                                runtime_env={"working_dir": str(root), "excludes": EXCLUDES})
     print(f"[fspbench] submitted job {job_id} to {address}: {entrypoint}", flush=True)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fspbench import tracking
 from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
 from fspbench.errors import BadInput, StorageError, storage
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
@@ -46,6 +47,7 @@ from fspbench.results import (
     teacher_usable,
     write_parquet,
 )
+from fspbench.tracking import Tracker
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
 
@@ -71,7 +73,8 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
 
     def on_eval(row: dict[str, Any], state_path: Path | None) -> None:
         # the node goes with every report, so the driver can say where a lost attempt ran (trials.TrialLog)
-        metrics = {**{k: v for k, v in row.items() if isinstance(v, (int, float))}, "node_id": node_id}
+        metrics = {**{k: v for k, v in row.items() if isinstance(v, (int, float))}, "node_id": node_id,
+                   "stage": row["stage"]}  # the stage tells the driver's curves which axis a point is on
         if state_path is None or not state_path.exists():
             tune.report(metrics)
             return
@@ -165,7 +168,8 @@ class Outcome:
     storage: StorageError | None = None  # the storage fault that stopped it (trials.storage_stop)
 
 
-def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int) -> Outcome:
+def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int,
+               curves: Tracker) -> Outcome:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
     At most as many trials run at once as the nodes alive at that moment hold (searcher.FollowCluster,
@@ -176,6 +180,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     from ray import tune
 
     from fspbench.searcher import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
+    from fspbench.tracking import disable_tune_loggers, tune_callback
     from fspbench.trials import progress_callback, ray_storage_faults, storage_stop, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
@@ -199,6 +204,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
         _trial, runs={r.run_id: r.config.to_dict() for r in runs}, root=str(paths.root.resolve()))
     trainable = tune.with_resources(trainable, _request(bench))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    disable_tune_loggers()
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -214,7 +220,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
             stop=stop,  # a storage fault (a trial reports STORAGE_FAULT) ends the grid: the next runs would fail too
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[progress_callback(runs, order, est, cluster), log],
+            callbacks=[progress_callback(runs, order, est, cluster), log, tune_callback(curves)],
             verbose=verbose,
         ),
     )
@@ -250,6 +256,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
         _dry_run(bench, paths, address, autoscaling)
         return None
     check_writable(paths.root)
+    tracking.check(bench)  # a bad MLflow URI exits 2 before anything is written
     with ResultsLock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
         if bench.design is None:
@@ -442,7 +449,11 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
         connect(address)  # a local Ray starts only when something is to be trained
         lock.acquire()
         paths.runs.mkdir(parents=True, exist_ok=True)
-        outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose)
+        curves = tracking.tracker(bench, paths)
+        try:
+            outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose, curves)
+        finally:
+            curves.close()
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
     try:
@@ -455,6 +466,8 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str 
     if outcome.storage is not None:  # recorded (the run's record, runs.parquet, grid.json): now the one line
         _stop_ray()
         raise outcome.storage
+    # every record's curve, so runs of earlier invocations, and points a failing sink missed, are there too
+    tracking.tracker(bench, paths).catch_up()
     return grid
 
 
