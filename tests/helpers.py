@@ -114,9 +114,10 @@ class MultiNode:
             raise RuntimeError(f"cluster host, {cmd}: {reply['error']}")
         return reply
 
-    def add_node(self, cpus: float) -> str:
-        """A worker node with ``cpus`` CPUs; returns its node id once it is alive."""
-        return self._ask("add", cpus=cpus)["node_id"]
+    def add_node(self, cpus: float, env: dict | None = None) -> str:
+        """A worker node with ``cpus`` CPUs (``env``: variables of its raylet and so of its workers, e.g. a
+        TMPDIR of its own); returns its node id once it is alive."""
+        return self._ask("add", cpus=cpus, **({"env": env} if env else {}))["node_id"]
 
     def kill_node(self, node_id: str) -> None:
         """Every process of that node killed at once (no graceful shutdown), as a preempted machine."""
