@@ -114,12 +114,13 @@ def _submit(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fspbench.report.build import build_report
     from fspbench.store import ObjectPath, check_bucket, location
 
     results = location(_results_location(args.results_dir, "RESULTS_DIR"), "RESULTS_DIR")
     if isinstance(results, ObjectPath):  # endpoint, bucket and credentials: one line naming which
         check_bucket(results)
+    from fspbench.report.build import build_report  # the analysis and plotting: after the quick checks
+
     out = Path(_local_folder(args.out, "--out")) if args.out else Path("reports") / results.resolve().name
     summary = build_report(results, out)
     for claim, verdict in summary["verdicts"].items():

@@ -101,7 +101,7 @@ time.sleep(600)
 def test_lease_of_a_killed_runner_expires_and_is_taken_over(bucket: str) -> None:
     """A runner killed with SIGKILL stops renewing: its lock refuses others until its lease runs out
     (renewed meanwhile, so not before), then the next runner takes it over."""
-    lease = 3.0
+    lease = 2.0
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, bucket, str(lease)], stdout=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     try:
@@ -135,30 +135,33 @@ def test_second_runner_on_a_results_uri_exits_2_and_writes_nothing(bucket: str) 
         assert list(_objects(bucket)) == ["tiny/.fspbench.lock"]
 
 
-@pytest.mark.parametrize("case", ["unreachable endpoint", "missing bucket", "refused credentials", "gs://"])
-@pytest.mark.parametrize("command", ["run", "report"])
-def test_bad_storage_exits_2_with_one_line_naming_it(case: str, command: str, bucket: str,
+@pytest.fixture(scope="module")
+def checking_server(s3_server: dict) -> str:
+    """A second S3 server that checks credentials: it knows no keys, so it refuses every request."""
+    server, url = start_s3_server(INITIAL_NO_AUTH_ACTION_COUNT="0")
+    yield url
+    server.kill()
+    server.wait(timeout=30)
+
+
+@pytest.mark.parametrize("command,case", [("run", "unreachable endpoint"), ("run", "missing bucket"),
+                                          ("run", "refused credentials"), ("run", "gs://"),
+                                          ("report", "missing bucket"), ("report", "refused credentials")])
+def test_bad_storage_exits_2_with_one_line_naming_it(command: str, case: str, bucket: str, checking_server: str,
                                                      tmp_path: Path) -> None:
     uri, env, expected = f"s3://{bucket}/tiny", {}, ""
-    server = None
     if case == "unreachable endpoint":
         env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"}
         expected = "does not answer; check AWS_ENDPOINT_URL"
     elif case == "missing bucket":
         uri, expected = "s3://no-such-bucket-here/tiny", "no bucket no-such-bucket-here at"
-    elif case == "refused credentials":  # a second server that checks credentials: it knows no keys
-        server, url = start_s3_server(INITIAL_NO_AUTH_ACTION_COUNT="0")
-        env = {"AWS_ENDPOINT_URL": url}
+    elif case == "refused credentials":
+        env = {"AWS_ENDPOINT_URL": checking_server}
         expected = "refused the credentials of AWS_ACCESS_KEY_ID (InvalidAccessKeyId)"
     else:
         uri, expected = f"gs://{bucket}/tiny", "gs:// is not supported yet; use s3:// or a folder"
-    try:
-        args = ["run", TINY_BENCH, "--results", uri, "--quiet"] if command == "run" else ["report", uri]
-        line = _one_line(run_cli(*args, env=env, cwd=tmp_path))
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait(timeout=30)
+    args = ["run", TINY_BENCH, "--results", uri, "--quiet"] if command == "run" else ["report", uri]
+    line = _one_line(run_cli(*args, env=env, cwd=tmp_path))
     assert expected in line, line
     assert _objects(bucket) == {}  # nothing in the bucket
     assert list(tmp_path.iterdir()) == []  # and no folder named after the URI
