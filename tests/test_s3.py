@@ -185,8 +185,8 @@ def bucket_grid(s3_server: dict, cluster_reference: Path, tmp_path_factory: pyte
     s3_client().create_bucket(Bucket=name)
     tmp = tmp_path_factory.mktemp("nodes")
     with MultiNode() as cluster:
-        a = cluster.add_node(cpus=1, env={"TMPDIR": str(tmp / "a")})
         (tmp / "a").mkdir()
+        a = cluster.add_node(cpus=1, env={"TMPDIR": str(tmp / "a")})
         t0 = time.monotonic()
         proc = subprocess.Popen(
             [sys.executable, "-m", "fspbench.cli", "run", CLUSTER_BENCH, "--results", f"s3://{name}/cluster",
