@@ -213,7 +213,7 @@ def _download(bucket: str, prefix: str, to: Path) -> Path:
     """A local copy of the results' objects (Tune's own files left out)."""
     for key in _objects(bucket, prefix + "/"):
         rel = key[len(prefix) + 1:]
-        if not rel.startswith("ray/"):
+        if rel and not rel.startswith("ray/") and not key.endswith("/"):  # Tune's folder markers left out
             (to / rel).parent.mkdir(parents=True, exist_ok=True)
             (to / rel).write_bytes(ObjectPath(bucket, key).read_bytes())
     return to
@@ -234,7 +234,7 @@ def test_grid_in_a_bucket_through_a_lost_node_equals_one_node(bucket_grid: dict,
     # no partial object: every record whole with its checksum, every weights file matching its record
     records = _bucket_records(run["bucket"])
     assert len(records) == 5 and all(record_intact(r) and r["status"] == "ok" for r in records.values())
-    keys = set(_objects(run["bucket"], "cluster/"))
+    keys = {k for k in _objects(run["bucket"], "cluster/") if not k.endswith("/")}  # Tune's folder markers out
     assert {k for k in keys if not k.startswith("cluster/ray/")} == {
         "cluster/grid.json", "cluster/runs.parquet", *(f"cluster/runs/{i}.json" for i in records),
         *(f"cluster/checkpoints/{i}.pt" for i in records)}
