@@ -78,18 +78,26 @@ def _exit_code(counts: RunCounts) -> int:
 
 
 def _local_folder(value: str, what: str) -> str:
-    """``value`` as a results folder; a URI (s3://, gs://, ...) is refused rather than taken for a folder named
+    """``value`` as a local folder (the report's --out); a URI is refused rather than taken for a folder named
     after its scheme."""
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", value)
     if scheme:
-        raise BadInput(f"{what} {value}: {scheme.group(1)}:// locations are not supported; pass a folder (on a "
-                       "cluster, one every node sees, e.g. NFS: docs/CLUSTER.md)")
+        raise BadInput(f"{what} {value}: {scheme.group(1)}:// is not supported here; pass a folder")
+    return value
+
+
+def _results_location(value: str, what: str) -> str:
+    """``value`` as results: s3://bucket/prefix or a folder; any other URI (gs://, ...) is refused with one line
+    rather than taken for a folder named after its scheme."""
+    from fspbench.store import location
+
+    location(value, what)
     return value
 
 
 def _results_dir(args: argparse.Namespace) -> str:
     if args.results:
-        return _local_folder(args.results, "--results")
+        return _results_location(args.results, "--results")
     from fspbench.grid import resolve_benchmark
 
     return f"results/{resolve_benchmark(args.benchmark).stem}"
@@ -98,16 +106,22 @@ def _results_dir(args: argparse.Namespace) -> str:
 def _submit(args: argparse.Namespace) -> int:
     from fspbench.submit import submit
 
-    return submit(args.benchmark, args.address, os.path.abspath(_results_dir(args)), autoscaling=args.autoscaling,
-                  mlflow=args.mlflow)
+    results = _results_dir(args)
+    if "://" not in results:  # a folder: absolute, as the job's driver runs elsewhere
+        results = os.path.abspath(results)
+    return submit(args.benchmark, args.address, results, autoscaling=args.autoscaling, mlflow=args.mlflow)
 
 
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fspbench.report.build import build_report
+    from fspbench.store import ObjectPath, check_bucket, location
 
-    results = Path(_local_folder(args.results_dir, "RESULTS_DIR"))
+    results = location(_results_location(args.results_dir, "RESULTS_DIR"), "RESULTS_DIR")
+    if isinstance(results, ObjectPath):  # endpoint, bucket and credentials: one line naming which
+        check_bucket(results)
+    from fspbench.report.build import build_report  # the analysis and plotting: after the quick checks
+
     out = Path(_local_folder(args.out, "--out")) if args.out else Path("reports") / results.resolve().name
     summary = build_report(results, out)
     for claim, verdict in summary["verdicts"].items():
@@ -155,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a benchmark grid on Ray Tune (local, or a cluster with --address)")
     p.add_argument("benchmark", help="a name in benchmarks/ (smoke, default, paper) or a path to a .toml file")
-    p.add_argument("--results", help="results folder (default: results/<benchmark name>)")
+    p.add_argument("--results", help="results folder, or s3://BUCKET/PREFIX (default: results/<benchmark name>)")
     p.add_argument("--address", help="an existing Ray cluster, HOST:PORT or auto (default: a local Ray)")
     p.add_argument("--quiet", action="store_true", help="no Tune status table")
     p.add_argument("--dry-run", action="store_true",
@@ -169,14 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit `fspbench run` as a Ray job to a cluster's job server")
     p.add_argument("benchmark", help="a name in benchmarks/ or a .toml file inside this project")
     p.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
-    p.add_argument("--results", help="results folder, on storage every node shares (default: results/<name>, "
-                                     "made absolute)")
+    p.add_argument("--results", help="results folder on storage every node shares, or s3://BUCKET/PREFIX "
+                                     "(default: results/<name>, made absolute)")
     p.add_argument("--autoscaling", action="store_true", help="as for run: wait for nodes the autoscaler adds")
     p.add_argument("--mlflow", metavar="URI", help="as for run; the URI as the head node reaches it")
     p.set_defaults(func=_submit)
 
     p = sub.add_parser("report", help="analyse a results folder and write the report (no training)")
-    p.add_argument("results_dir", metavar="RESULTS_DIR", help="a results folder written by `fspbench run`")
+    p.add_argument("results_dir", metavar="RESULTS_DIR",
+                   help="a results folder (or s3://BUCKET/PREFIX) written by `fspbench run`")
     p.add_argument("--out", help="report folder (default: reports/<name of RESULTS_DIR>)")
     p.set_defaults(func=_report)
 

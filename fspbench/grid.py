@@ -49,6 +49,7 @@ from fspbench.methods import init_steps
 from fspbench.schema import MAX_SEEDS, build_config, validate
 from fspbench.spec import AblationSpec, BenchmarkSpec, ClaimSpec, DesignSpec, GroupSpec, TeacherSpec, TrackingSpec
 from fspbench.spec_check import to_spec
+from fspbench.store import Location, location
 
 TEACHER_SEED = 100_000  # the teacher of student seed s has seed TEACHER_SEED + s (one teacher per student seed)
 
@@ -72,7 +73,7 @@ class Benchmark:
     name: str
     path: Path  # the file it was read from
     text: str  # the file's text, kept verbatim for the results
-    results_dir: Path  # students find their teachers' records in results_dir/runs
+    results_dir: Location  # students find their teachers' records in results_dir/runs (a folder or a bucket)
     resources: dict[str, float]  # {"cpu": ..., "gpu": ...} per trial
     teachers: list[GridRun]
     students: list[GridRun]
@@ -137,7 +138,7 @@ def resolve_benchmark(name_or_path: str) -> Path:
     )
 
 
-def load_benchmark(name_or_path: str, results_dir: str | Path) -> Benchmark:
+def load_benchmark(name_or_path: str, results_dir: str | Location) -> Benchmark:
     """Read, validate and expand a benchmark file; every problem raises BadInput naming file and key."""
     path = resolve_benchmark(name_or_path)
     where = _display(path)
@@ -148,7 +149,7 @@ def load_benchmark(name_or_path: str, results_dir: str | Path) -> Benchmark:
     return benchmark_from_text(text, path.resolve(), results_dir, where)
 
 
-def benchmark_from_text(text: str, path: Path, results_dir: str | Path, where: str | None = None) -> Benchmark:
+def benchmark_from_text(text: str, path: Path, results_dir: str | Location, where: str | None = None) -> Benchmark:
     """Expand a benchmark file's text (e.g. the copy kept in grid.json); same checks as load_benchmark."""
     where = where or str(path)
     try:
@@ -157,7 +158,7 @@ def benchmark_from_text(text: str, path: Path, results_dir: str | Path, where: s
         raise BadInput(f"{where}: invalid TOML: {err}") from None
     file = validate(raw, where)
     spec = _located(where, to_spec, file, path, list(raw.get("claims", {})))
-    runs_dir = Path(results_dir).absolute() / "runs"
+    runs_dir = location(results_dir).absolute() / "runs"
     seeds = first_look(spec)
     teachers, students = _located(where, expand, spec, runs_dir, seeds)
     return Benchmark(spec.name, path, text, runs_dir.parent, spec.resources, teachers, students, spec.claims,
@@ -197,7 +198,7 @@ def portable_path(path: Path) -> str:
 # ---------------------------------------------------------------- the spec -> runs
 
 
-def expand(spec: BenchmarkSpec, runs_dir: Path, seeds: dict[str, int] | None = None) -> tuple[list[GridRun],
+def expand(spec: BenchmarkSpec, runs_dir: Location, seeds: dict[str, int] | None = None) -> tuple[list[GridRun],
                                                                                              list[GridRun]]:
     """The teachers' runs, then every group's students (a [design] grid: with ``seeds`` per claim, the first
     look's by default). A teacher/student mismatch or two equal runs is BadKey naming the table."""
@@ -218,7 +219,7 @@ def _teacher_run(spec: BenchmarkSpec, t: TeacherSpec, seed: int, index: int = -1
 
 
 def _student_run(spec_defaults: dict[str, Any], g: GroupSpec, method: str, arch: str, seed: int, steps: int,
-                 teacher: GridRun | None, runs_dir: Path, index: int = -1) -> GridRun:
+                 teacher: GridRun | None, runs_dir: Location, index: int = -1) -> GridRun:
     """One student; its ``teacher`` is the teacher's run record (an absolute path: Ray trials that change their
     working directory still find it)."""
     key, t_id = f"students.{g.name}", teacher.run_id if teacher else ""
@@ -232,7 +233,7 @@ def _student_run(spec_defaults: dict[str, Any], g: GroupSpec, method: str, arch:
     return GridRun(cfg.run_id(t_id), cfg, "student", g.name, t_id, index)
 
 
-def _expand_group(g: GroupSpec, defaults: dict[str, Any], teachers: list[GridRun], runs_dir: Path) -> list[GridRun]:
+def _expand_group(g: GroupSpec, defaults: dict[str, Any], teachers: list[GridRun], runs_dir: Location) -> list[GridRun]:
     """A seeded group: methods x archs x seeds x budgets, students split evenly over its teacher seeds."""
     by_seed = {t.config.seed: t for t in teachers if t.group == g.teacher}
     return [_student_run(defaults, g, method, arch, seed, steps,
@@ -253,7 +254,7 @@ def _arm_sizes(spec: BenchmarkSpec, seeds: dict[str, int]) -> dict[tuple[str, st
     return out
 
 
-def _expand_design(spec: BenchmarkSpec, runs_dir: Path, seeds: dict[str, int]) -> tuple[list[GridRun],
+def _expand_design(spec: BenchmarkSpec, runs_dir: Location, seeds: dict[str, int]) -> tuple[list[GridRun],
                                                                                         list[GridRun]]:
     """Every arm (group, method, arch, budget) with the first look's seeds; a claim's deciding arms with
     ``seeds[claim]``. Seeding: a paired group's arms share seed i; in an independent group each method

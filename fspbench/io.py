@@ -1,4 +1,8 @@
-"""Atomic file writes and content hashes: a crash never leaves a half-written file behind."""
+"""Atomic file writes and content hashes: a crash never leaves a half-written file behind.
+
+A path may also be an object in a bucket (fspbench.store.ObjectPath): it is written by one upload of
+the full bytes, which S3 makes visible whole or not at all.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from fspbench.errors import storage
+from fspbench.store import ObjectPath
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
+def atomic_write_bytes(path: str | os.PathLike[str] | ObjectPath, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path`` (an object
+    in a bucket: one upload of ``data``).
 
     A storage fault (full disk or quota, read-only or refused location) raises errors.StorageError naming
     ``path``, with the temporary file removed: the target is either the old file or the whole new one.
     """
+    if isinstance(path, ObjectPath):
+        with storage(str(path)):
+            path.write_bytes(data)
+        return
     path = Path(path)
     with storage(path):
         _write_replace(path, data)
@@ -42,7 +52,7 @@ def _write_replace(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike[str] | ObjectPath, obj: Any) -> None:
     """JSON with sorted keys and a trailing newline, written atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
 
@@ -58,7 +68,9 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
+def sha256_file(path: str | os.PathLike[str] | ObjectPath) -> str:
+    if isinstance(path, ObjectPath):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -72,7 +84,7 @@ def record_digest(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
-def write_record(path: str | os.PathLike[str], record: dict[str, Any]) -> None:
+def write_record(path: str | os.PathLike[str] | ObjectPath, record: dict[str, Any]) -> None:
     """Write a run record atomically with its own checksum, so an altered copy is detected."""
     atomic_write_json(path, {**record, "sha256": record_digest(record)})
 

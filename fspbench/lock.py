@@ -7,10 +7,15 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
 
 from fspbench.errors import BadInput
+from fspbench.store import Location, ObjectPath
+
+if TYPE_CHECKING:
+    from fspbench.lease import ObjectLock
 
 LOCK_NAME = ".fspbench.lock"
 
@@ -66,3 +71,13 @@ class ResultsLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def results_lock(root: Location) -> ResultsLock | ObjectLock:
+    """The lock of a results location: a kernel lock for a folder, a lease-held lock object in a bucket
+    (fspbench.lease)."""
+    if isinstance(root, ObjectPath):
+        from fspbench.lease import ObjectLock  # boto3: only for results in a bucket
+
+        return ObjectLock(root)
+    return ResultsLock(root)

@@ -16,12 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-import pandas as pd
-
 from fspbench import analysis, comparisons
 from fspbench.estimate import fmt_duration
 from fspbench.grid import Benchmark, at_look, first_look, run_labels
-from fspbench.results import Decision, GridLedger, LookEntry, Paths, read_ledger
+from fspbench.results import Decision, GridLedger, LookEntry, Paths, read_ledger, read_parquet
 
 Train = Callable[[Benchmark], GridLedger]  # trains a look's pending runs, writes runs.parquet and grid.json
 Estimate = Callable[[Benchmark], tuple[int, float | None]]  # (runs left to train, estimated seconds)
@@ -29,7 +27,7 @@ Estimate = Callable[[Benchmark], tuple[int, float | None]]  # (runs left to trai
 
 def decide(paths: Paths, bench: Benchmark) -> analysis.Analysis:
     """The claims from the folder's runs.parquet (what the report will read)."""
-    df = comparisons.label_runs(pd.read_parquet(paths.root / "runs.parquet"), run_labels(bench))
+    df = comparisons.label_runs(read_parquet(paths.root / "runs.parquet"), run_labels(bench))
     return analysis.analyze(df, bench.claims)
 
 

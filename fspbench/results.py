@@ -1,6 +1,6 @@
 """The results store of a benchmark: its folder layout, run records, grid.json, and the runs.parquet table.
 
-results/<name>/
+results/<name>/ (a local folder, or a prefix in a bucket: fspbench.store)
   runs/<run_id>.json   run records (RunRecord)        runs.parquet  one row per evaluation
   checkpoints/         weights and resumable state     grid.json     the grid's ledger (GridLedger)
   ray/                 Ray Tune's own files (never read back by fspbench)
@@ -27,13 +27,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 
 import pandas as pd
 
 from fspbench.errors import BadInput
 from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
+from fspbench.store import Location, ObjectPath
 
 if TYPE_CHECKING:
     from fspbench.grid import GridRun
@@ -55,27 +55,27 @@ PARQUET_COLUMNS = [
 
 @dataclass(frozen=True)
 class Paths:
-    """Where a benchmark's results live."""
+    """Where a benchmark's results live: a local folder or a prefix in a bucket."""
 
-    root: Path
+    root: Location
 
     @property
-    def runs(self) -> Path:
+    def runs(self) -> Location:
         return self.root / "runs"
 
     @property
-    def checkpoints(self) -> Path:
+    def checkpoints(self) -> Location:
         return self.root / "checkpoints"
 
     @property
-    def ray(self) -> Path:
+    def ray(self) -> Location:
         return self.root / "ray"
 
-    def record(self, run_id: str) -> Path:
+    def record(self, run_id: str) -> Location:
         return self.runs / f"{run_id}.json"
 
     @property
-    def ledger(self) -> Path:
+    def ledger(self) -> Location:
         return self.root / "grid.json"
 
 
@@ -217,7 +217,7 @@ class _Json:
         return out
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Location) -> Any:
     """The JSON in ``path``; BadInput naming the file when it is missing or not JSON."""
     try:
         return json.loads(path.read_text())
@@ -329,16 +329,16 @@ class RunRecord(_Json):
     eval_time_s: float | None = None  # seconds spent in evaluations
 
     @classmethod
-    def load(cls, path: Path) -> RunRecord:
+    def load(cls, path: Location) -> RunRecord:
         """The record in ``path``; BadInput naming the file (and the key) when it is missing or malformed."""
         return cls.from_json(_read_json(path), str(path))
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Location) -> None:
         """Write the record atomically with its checksum (fspbench.io.write_record)."""
         write_record(path, self.to_json())
 
 
-def read_run_record(path: Path) -> RunRecord | None:
+def read_run_record(path: Location) -> RunRecord | None:
     """A run record whose checksum holds; None when it is missing, and (with a warning) when it is
     truncated, altered or malformed: then its run is trained again."""
     if not path.exists():
@@ -408,10 +408,15 @@ def runs_table(records: list[RunRecord], labels: dict[str, dict[str, Any]]) -> p
     return df.sort_values(["run_id", "step"], kind="stable").reset_index(drop=True)
 
 
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
+def write_parquet(df: pd.DataFrame, path: Location) -> None:
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def read_parquet(path: Location) -> pd.DataFrame:
+    """runs.parquet from a folder or a bucket (an object is read whole, then parsed)."""
+    return pd.read_parquet(io.BytesIO(path.read_bytes()) if isinstance(path, ObjectPath) else path)
 
 
 def now() -> str:
@@ -548,15 +553,15 @@ class GridLedger(_Json):
     absent: frozenset[str] = field(default=frozenset())  # NULLABLE keys the file lacked
 
     @classmethod
-    def load(cls, path: Path) -> GridLedger:
+    def load(cls, path: Location) -> GridLedger:
         """The ledger in ``path``; BadInput naming the file (and the key) when it is missing or malformed."""
         return cls.from_json(_read_json(path), str(path))
 
-    def write(self, path: Path) -> None:
+    def write(self, path: Location) -> None:
         atomic_write_json(path, self.to_json())
 
 
-def read_ledger(path: Path) -> GridLedger | None:
+def read_ledger(path: Location) -> GridLedger | None:
     """The grid.json a rerun builds on: None when there is none, and (with a warning) when it is
     unreadable or malformed, so the grid's history starts again rather than the run failing."""
     if not path.exists():

@@ -10,6 +10,7 @@ Token authentication is Ray's own: with ``RAY_AUTH_MODE=token`` the client reads
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import time
 from pathlib import Path
@@ -74,8 +75,12 @@ def submit(benchmark: str, address: str, results: str, poll_s: float = 1.0, auto
     entrypoint = " ".join(shlex.quote(a) for a in
                           ["python", "-m", "fspbench.cli", "run", str(rel), "--results", results, "--address", "auto",
                            *(["--autoscaling"] if autoscaling else []), *(["--mlflow", mlflow] if mlflow else [])])
-    job_id = client.submit_job(entrypoint=entrypoint,
-                               runtime_env={"working_dir": str(root), "excludes": EXCLUDES})
+    runtime_env: dict[str, object] = {"working_dir": str(root), "excludes": EXCLUDES}
+    if results.startswith("s3://"):  # the job's driver reaches the bucket with this shell's endpoint and credentials
+        from fspbench.store import AWS_ENV
+
+        runtime_env["env_vars"] = {k: v for k in AWS_ENV if (v := os.environ.get(k))}
+    job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env)
     print(f"[fspbench] submitted job {job_id} to {address}: {entrypoint}", flush=True)
 
     async def tail() -> None:

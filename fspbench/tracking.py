@@ -63,13 +63,16 @@ class Sink(Protocol):
         """Flush and release everything."""
 
 
-def tensorboard_root(paths: Paths) -> Path | None:
-    """Where a grid's TensorBoard runs go: ``<results>/tensorboard``; None where results are not a local
-    folder (an object store: the event files are then not written)."""
-    root = str(paths.root)
-    if "://" in root:
-        return None
-    return paths.root / "tensorboard"
+def tensorboard_root(paths: Paths) -> Path:
+    """Where the driver writes a grid's TensorBoard runs: ``<results>/tensorboard``, or for results in a
+    bucket the driver's staging folder's ``tensorboard`` (uploaded by fspbench.tensorboard_mirror)."""
+    from fspbench.store import ObjectPath
+
+    if isinstance(paths.root, ObjectPath):
+        from fspbench.staging import stage_paths
+
+        return Path(str(stage_paths(paths.root).root)) / "tensorboard"
+    return Path(paths.root) / "tensorboard"
 
 
 def run_info(run: GridRun) -> RunInfo:
@@ -158,14 +161,19 @@ class Tracker:
 
 
 def tracker(bench: Benchmark, paths: Paths) -> Tracker:
-    """The grid's sinks: TensorBoard for a local results folder, MLflow where [tracking] mlflow (or
-    --mlflow) names a server."""
+    """The grid's sinks: TensorBoard (beside the results, or mirrored to their bucket), and MLflow where
+    [tracking] mlflow (or --mlflow) names a server."""
     from fspbench.tensorboard_sink import TensorBoardSink
 
     sinks: list[Sink] = []
-    root = tensorboard_root(paths)
-    if root is not None:
-        sinks.append(TensorBoardSink(root))
+    from fspbench.store import ObjectPath
+
+    if isinstance(paths.root, ObjectPath):
+        from fspbench.tensorboard_mirror import MirroredTensorBoard
+
+        sinks.append(MirroredTensorBoard(tensorboard_root(paths), paths.root / "tensorboard"))
+    else:
+        sinks.append(TensorBoardSink(tensorboard_root(paths)))
     if bench.tracking.mlflow:
         from fspbench.mlflow_sink import MLflowSink
 

@@ -29,7 +29,7 @@ from fspbench.errors import BadInput, StorageError, storage
 from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
 from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
-from fspbench.lock import ResultsLock
+from fspbench.lock import results_lock
 from fspbench.results import (
     GridLedger,
     HistoryEntry,
@@ -47,6 +47,7 @@ from fspbench.results import (
     teacher_usable,
     write_parquet,
 )
+from fspbench.store import AWS_ENV, ObjectPath, check_bucket, location, tune_storage
 from fspbench.tracking import Tracker
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
@@ -64,9 +65,16 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
 
     # one line per stored checkpoint would drown the progress lines
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    paths = Paths(Path(root))
+    remote = Paths(location(root))
     run_id = config["run_id"]
     cfg = config_from_dict(runs[run_id], source=run_id)
+    paths = remote
+    if isinstance(remote.root, ObjectPath):  # results in a bucket: train into this node's staging folder
+        from fspbench.staging import fetch_teacher, stage_paths, upload_run
+
+        paths = stage_paths(remote.root)
+        Path(paths.record(run_id)).unlink(missing_ok=True)  # an earlier attempt's record is not this one's
+        cfg = fetch_teacher(cfg, remote, paths)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))  # as many threads as CPUs granted, no oversubscription
     node_id = ray.get_runtime_context().get_node_id()
@@ -91,6 +99,9 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
         # says failed with the cause where it could be written) and tells the driver, which stops the grid
         tune.report({STORAGE_FAULT: [err.path, err.cause, err.action, err.errno]})
         return
+    finally:  # a finished run's weights and record, or a failed run's record, go to the bucket
+        if paths is not remote:
+            upload_run(run_id, paths, remote)
     if record.run_id != run_id:
         raise RuntimeError(f"run id changed from {run_id} to {record.run_id}: the teacher differs from the grid's")
 
@@ -126,7 +137,8 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
         ) from None
 
 
-FORWARDED_ENV = ("FSPBENCH_FAULT", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+# the S3 endpoint and credentials too: trials on other nodes read and write results in a bucket
+FORWARDED_ENV = ("FSPBENCH_FAULT", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", *AWS_ENV)
 
 
 def connect(address: str | None) -> None:
@@ -136,8 +148,8 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     # settings of this process that must reach the trials, which run in Ray's worker processes: a test's
-    # fault switch, and caps on the kernels' instruction set (torch's and oneDNN's), so that a grid run
-    # with them trains, and is checked for native bf16, as this process would (fspbench.hardware)
+    # fault switch, the S3 endpoint and credentials, and caps on the kernels' instruction set (torch's and
+    # oneDNN's), so that a grid run with them trains, and is checked for native bf16, as this process would
     passed = {k: v for k in FORWARDED_ENV if (v := os.environ.get(k))}
     runtime_env = {"env_vars": passed} if passed else None
     if address:
@@ -216,7 +228,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
         ),
         run_config=tune.RunConfig(
             name=f"grid-{stamp}",
-            storage_path=str(paths.ray.resolve()),
+            **tune_storage(paths.ray),  # a folder, or the results' bucket through pyarrow's S3FileSystem
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
             stop=stop,  # a storage fault (a trial reports STORAGE_FAULT) ends the grid: the next runs would fail too
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -251,13 +263,16 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     ``autoscaling``: the cluster adds nodes on demand, so a trial no node holds yet waits for one
     instead of being refused (fspbench.cluster.check_request).
     """
-    paths = Paths(Path(results))
+    paths = Paths(location(results))
+    if isinstance(paths.root, ObjectPath):  # endpoint, bucket and credentials, before anything trains
+        check_bucket(paths.root)
     if dry_run:
         _dry_run(bench, paths, address, autoscaling)
         return None
-    check_writable(paths.root)
+    if not isinstance(paths.root, ObjectPath):
+        check_writable(paths.root)
     tracking.check(bench)  # a bad MLflow URI exits 2 before anything is written
-    with ResultsLock(paths.root) as lock:
+    with results_lock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
         if bench.design is None:
             return _run_locked(bench, paths, lock, address, verbose, autoscaling)
@@ -432,7 +447,7 @@ def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscalin
     return rows
 
 
-def _run_locked(bench: Benchmark, paths: Paths, lock: ResultsLock, address: str | None,
+def _run_locked(bench: Benchmark, paths: Paths, lock: Any, address: str | None,
                 verbose: int, autoscaling: bool) -> GridLedger:
     started, t0 = now(), time.monotonic()
     pending = _pending(bench, paths)

@@ -1,7 +1,7 @@
 """Hosts Ray's multi-node test cluster for helpers.MultiNode: one JSON command per line on stdin, one
 JSON reply per line on stdout. Runs in its own process with the cluster's token in its environment.
 
-Commands: start, add {cpus}, kill {node_id}, kill_all, trial_nodes.
+Commands: start, add {cpus, env (optional: the raylet's variables)}, kill {node_id}, kill_all, trial_nodes.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
                 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "_system_config": FAST_FAILURE})
                 reply = {"address": cluster.address}
             elif cmd == "add":
-                node = cluster.add_node(num_cpus=msg["cpus"])
+                node = cluster.add_node(num_cpus=msg["cpus"], **({"env_vars": msg["env"]} if "env" in msg else {}))
                 nodes[node.node_id] = node
                 reply = {"node_id": node.node_id}
             elif cmd == "kill":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +40,47 @@ def wide_teacher_record(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wide")
     rec = train_run(tiny(arch="resnet8", width=2, role="teacher", steps=20), out)
     return out / f"{rec['run_id']}.json"
+
+
+def start_s3_server(**env: str) -> tuple[subprocess.Popen, str]:
+    """moto's standalone S3 server on 127.0.0.1 (a real HTTP S3 API), answering once it listens."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env})
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("moto's S3 server did not start")
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 server for the session (moto's, on 127.0.0.1), with the AWS variables of this process, and so of
+    every command, Ray node and trial it starts, pointing at it: no request leaves this machine."""
+    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[dev]')")
+    proc, url = start_s3_server()
+    env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in (*env, "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")}
+    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(env)
+    try:
+        yield {"url": url, "env": env}
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="session")

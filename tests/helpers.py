@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fspbench.config import RunConfig
+from fspbench.results import RunRecord
 
 # a teacher of 200 steps and four students that wait for it (tests/benchmarks/cluster.toml)
 CLUSTER_BENCH = str((Path(__file__).parent / "benchmarks" / "cluster.toml").resolve())
@@ -114,9 +117,10 @@ class MultiNode:
             raise RuntimeError(f"cluster host, {cmd}: {reply['error']}")
         return reply
 
-    def add_node(self, cpus: float) -> str:
-        """A worker node with ``cpus`` CPUs; returns its node id once it is alive."""
-        return self._ask("add", cpus=cpus)["node_id"]
+    def add_node(self, cpus: float, env: dict | None = None) -> str:
+        """A worker node with ``cpus`` CPUs (``env``: variables of its raylet and so of its workers, e.g. a
+        TMPDIR of its own); returns its node id once it is alive."""
+        return self._ask("add", cpus=cpus, **({"env": env} if env else {}))["node_id"]
 
     def kill_node(self, node_id: str) -> None:
         """Every process of that node killed at once (no graceful shutdown), as a preempted machine."""
@@ -140,3 +144,29 @@ class MultiNode:
             assert self._host.stdin is not None
             self._host.stdin.close()
             self._host.wait(timeout=120)
+
+
+def _expected(record: RunRecord) -> dict[tuple[str, int], float]:
+    """(tag, step on its axis) -> test accuracy, for every evaluation point of the record's curve."""
+    return {("main/test_acc" if p.stage == "main" else "stage1/test_acc", p.stage_step): p.test_acc
+            for p in record.curve}
+
+
+def scalars(root: Path):  # noqa: ANN202 - a pandas frame (tbparse's reader)
+    from tbparse import SummaryReader
+
+    return SummaryReader(str(root), extra_columns={"dir_name"}).scalars
+
+
+def check_curves(root: Path, records: list[RunRecord]) -> None:
+    """Each run's event files hold its test accuracy at every evaluation step, once, equal to its record."""
+    df = scalars(root)
+    assert not df.duplicated(["dir_name", "tag", "step"]).any(), "a point was written twice"
+    for rec in records:
+        mine = df[(df.dir_name == rec.run_id) & df.tag.str.endswith("test_acc") & (df.tag != "final/test_acc")]
+        got = {(r.tag, int(r.step)): float(r.value) for r in mine.itertuples()}
+        want = _expected(rec)
+        assert got.keys() == want.keys(), rec.run_id
+        assert all(got[k] == pytest.approx(v, abs=1e-6) for k, v in want.items()), rec.run_id
+        final = df[(df.dir_name == rec.run_id) & (df.tag == "final/test_acc")]
+        assert rec.final is not None and final.value.tolist() == [pytest.approx(rec.final.test_acc, abs=1e-6)]

@@ -110,12 +110,14 @@ def test_train_of_a_diverging_run_records_it_and_exits_0(tmp_path: Path) -> None
     assert rec["status"] == "diverged"
 
 
-@pytest.mark.parametrize("args", [["run", "smoke", "--results", "s3://bucket/smoke"],
+@pytest.mark.parametrize("args", [["run", "smoke", "--results", "gs://bucket/smoke"],
                                   ["run", "smoke", "--results", "gs://bucket/smoke", "--dry-run"],
-                                  ["report", "s3://bucket/smoke"]])
+                                  ["submit", "smoke", "--address", "http://127.0.0.1:1", "--results", "az://c/smoke"],
+                                  ["report", "gs://bucket/smoke"]])
 def test_a_uri_for_results_is_refused_not_taken_for_a_folder(args: list[str], tmp_path: Path) -> None:
+    """Only s3:// is a results URI (tests/test_s3.py); any other scheme is refused, not taken for a folder."""
     res = run_cli(*args, cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and ":// locations are not supported" in lines[0]
+    assert len(lines) == 1 and ":// is not supported yet; use s3:// or a folder" in lines[0], lines
     assert list(tmp_path.iterdir()) == []  # no folder named "s3:" or "gs:", nothing else

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import free_port, run_cli
+from helpers import check_curves, free_port, run_cli, scalars
 
 from fspbench.grid import at_look, load_benchmark, with_mlflow
 from fspbench.results import Paths, RunRecord, read_run_record
@@ -21,32 +21,6 @@ from fspbench.tracking import Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = str((Path(__file__).parent / "benchmarks" / "tiny.toml").resolve())
-
-
-def _expected(record: RunRecord) -> dict[tuple[str, int], float]:
-    """(tag, step on its axis) -> test accuracy, for every evaluation point of the record's curve."""
-    return {("main/test_acc" if p.stage == "main" else "stage1/test_acc", p.stage_step): p.test_acc
-            for p in record.curve}
-
-
-def _scalars(root: Path):  # noqa: ANN202 - a pandas frame (tbparse's reader)
-    from tbparse import SummaryReader
-
-    return SummaryReader(str(root), extra_columns={"dir_name"}).scalars
-
-
-def _check_curves(root: Path, records: list[RunRecord]) -> None:
-    """Each run's event files hold its test accuracy at every evaluation step, once, equal to its record."""
-    df = _scalars(root)
-    assert not df.duplicated(["dir_name", "tag", "step"]).any(), "a point was written twice"
-    for rec in records:
-        mine = df[(df.dir_name == rec.run_id) & df.tag.str.endswith("test_acc") & (df.tag != "final/test_acc")]
-        got = {(r.tag, int(r.step)): float(r.value) for r in mine.itertuples()}
-        want = _expected(rec)
-        assert got.keys() == want.keys(), rec.run_id
-        assert all(got[k] == pytest.approx(v, abs=1e-6) for k, v in want.items()), rec.run_id
-        final = df[(df.dir_name == rec.run_id) & (df.tag == "final/test_acc")]
-        assert rec.final is not None and final.value.tolist() == [pytest.approx(rec.final.test_acc, abs=1e-6)]
 
 
 def _events(root: Path) -> set[Path]:
@@ -67,8 +41,8 @@ def test_records_caught_up_once_on_the_main_task_axis(tmp_path: Path) -> None:
     assert len(files) == len(bench.runs)
     Tracker(bench, paths, [TensorBoardSink(tmp_path)]).catch_up()  # a rerun: nothing new to write
     assert _events(tmp_path) == files
-    _check_curves(tmp_path, [r for r in records if r is not None])
-    df = _scalars(tmp_path)
+    check_curves(tmp_path, [r for r in records if r is not None])
+    df = scalars(tmp_path)
     student = fsp[0]
     rec = read_run_record(paths.record(student.run_id))
     assert rec is not None
@@ -153,7 +127,7 @@ def test_smoke_grid_curves_in_tensorboard_written_live(smoke_results: Path) -> N
     records = [rec for r in bench.runs if (rec := read_run_record(paths.record(r.run_id))) is not None]
     runs = {p.name for p in (smoke_results / "tensorboard").iterdir()}
     assert {r.run_id for r in records} <= runs and len(records) >= 20
-    _check_curves(smoke_results / "tensorboard", records)
+    check_curves(smoke_results / "tensorboard", records)
     for rec in records:
         if rec.role == "teacher":  # the first event file was opened at the first point, before the record
             first = min(int(re.search(r"tfevents\.(\d+)", f.name).group(1))  # type: ignore[union-attr]
@@ -202,6 +176,6 @@ def test_mlflow_one_run_per_run_and_a_rerun_adds_nothing(ray_cluster, tmp_path: 
     assert again.returncode == 0 and "0 to train" in again.stdout, again.stderr[-3000:]
     assert state() == first  # no run, point or final added
     assert _events(results / "tensorboard") == events
-    _check_curves(results / "tensorboard", list(records.values()))
+    check_curves(results / "tensorboard", list(records.values()))
     assert json.loads((results / "tensorboard" / next(iter(records)) / "fspbench.json").read_text())["final"]
     assert not (tmp_path / "mlruns").exists()

@@ -22,12 +22,13 @@ from fspbench.errors import BadInput, storage
 from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
 from fspbench.io import atomic_write_bytes
 from fspbench.report import figures, render, summaries, tables
-from fspbench.results import GridLedger, RunRecord
+from fspbench.results import GridLedger, RunRecord, read_parquet
+from fspbench.store import Location, location
 
 TITLES = {key: kinds.get(key).title for key in kinds.keys()}  # each claim kind's section title
 
 
-def load_results(results_dir: Path) -> tuple[pd.DataFrame, GridLedger, Benchmark]:
+def load_results(results_dir: Location) -> tuple[pd.DataFrame, GridLedger, Benchmark]:
     """runs.parquet, grid.json and the benchmark rebuilt from grid.json; BadInput naming the file otherwise."""
     hint = "run `fspbench run BENCHMARK --results DIR` first"
     parquet, grid_path = results_dir / "runs.parquet", results_dir / "grid.json"
@@ -35,7 +36,7 @@ def load_results(results_dir: Path) -> tuple[pd.DataFrame, GridLedger, Benchmark
         if not p.is_file():
             raise BadInput(f"{p}: no such file; not a finished results folder, {hint}")
     try:
-        df = pd.read_parquet(parquet)
+        df = read_parquet(parquet)
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise BadInput(f"{parquet}: unreadable ({type(err).__name__}); {hint}") from None
     missing = [c for c in ("run_id", "method", "stage", "step", "stage_step", "wall_time_s", "test_acc", "status")
@@ -52,16 +53,16 @@ def load_results(results_dir: Path) -> tuple[pd.DataFrame, GridLedger, Benchmark
     return df, grid, bench
 
 
-def build_report(results_dir: Path, out_dir: Path) -> dict[str, Any]:
+def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
     """Analyse a results folder and write the report; returns verdicts and the paths written.
 
     Nothing is written when the inputs are missing or unreadable (BadInput, one line).
     """
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
-    df, grid, bench = load_results(results_dir)
+    results, out_dir = location(results_dir, "RESULTS_DIR"), Path(out_dir)  # a folder or s3://bucket/prefix
+    df, grid, bench = load_results(results)
     df = comparisons.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
     a = analysis.analyze(df, bench.claims)
-    records = [RunRecord.load(p) for r in bench.runs if (p := results_dir / "runs" / f"{r.run_id}.json").is_file()]
+    records = [RunRecord.load(p) for r in bench.runs if (p := results / "runs" / f"{r.run_id}.json").is_file()]
     with storage(out_dir):  # a storage fault, like every write of the report: one line, exit 1
         out_dir.mkdir(parents=True, exist_ok=True)
 
