@@ -67,18 +67,14 @@ def s3_server():
     proc, url = start_s3_server()
     env = {"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in (*env, "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")}
-    os.environ.pop("AWS_ENDPOINT_URL_S3", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(env)
     try:
-        yield {"url": url, "env": env}
+        with pytest.MonkeyPatch.context() as mp:  # the variables as they were once the session ends
+            mp.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+            mp.delenv("AWS_SESSION_TOKEN", raising=False)
+            for k, v in env.items():
+                mp.setenv(k, v)
+            yield {"url": url, "env": env}
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         proc.terminate()
         proc.wait(timeout=30)
 

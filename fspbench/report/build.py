@@ -64,7 +64,11 @@ def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
     a = analysis.analyze(df, bench.claims)
     records = [RunRecord.load(p) for r in bench.runs if (p := results / "runs" / f"{r.run_id}.json").is_file()]
     with storage(out_dir):  # a storage fault, like every write of the report: one line, exit 1
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError) as err:  # the path itself is wrong: bad input
+            raise BadInput(f"--out {out_dir}: cannot create the report folder ({err.strerror}); pass a folder "
+                           "path") from None
 
     claims_path = out_dir / "claims.json"
     atomic_write_bytes(claims_path, (json.dumps(analysis.claims_json(a), indent=2, sort_keys=True) + "\n").encode())
