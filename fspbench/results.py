@@ -7,6 +7,10 @@ results/<name>/ (a local folder, or a prefix in a bucket: fspbench.store)
   tensorboard/         event files of the curves, one TensorBoard run per run (fspbench.tracking; rebuilt
                        from the records)
 
+grid.json of a [design] grid also keeps its ``registration`` (Registration, fspbench.registration), written
+before the grid's first run trains and never rewritten; until a run of the grid has finished, grid.json holds
+nothing else (read_ledger: no ledger yet; GridLedger.load: BadInput saying so).
+
 A run record and grid.json are typed: RunRecord and GridLedger, frozen dataclasses whose one reader
 (``from_json``, and ``load`` / read_run_record / read_ledger for files) checks every key and type and
 whose one writer (``to_json``, ``write``) writes the same keys back, so writing what was read gives the
@@ -512,6 +516,20 @@ class LookEntry(_Json):
 
 
 @dataclass(frozen=True)
+class Registration(_Json):
+    """grid.json's ``registration``: the design of a [design] grid as it stood before its first run trained
+    (fspbench.registration writes it once; every later write of grid.json keeps it as it is)."""
+
+    file: str  # the benchmark file, relative to the project when inside it
+    sha256: str  # of ``text`` as UTF-8 (the file's own sha256 for a file with LF line ends)
+    text: str  # the benchmark file's text
+    registered_at: str  # UTC, ISO 8601 to the second ("2026-12-06T18:40:00Z")
+    design: dict[str, Any]  # flattened key path -> value of every design key (all but description, [resources],
+    #                         [tracking]: those change how the grid runs, not what it tests)
+    after_results: bool  # registered by a run into a folder that held results from before registrations
+
+
+@dataclass(frozen=True)
 class GridLedger(_Json):
     """results/<name>/grid.json: the grid as it was run, its time, resources and estimate, look by look.
 
@@ -550,12 +568,18 @@ class GridLedger(_Json):
     seeds: dict[str, int] | None = None  # [design] grids: claim -> seeds per deciding arm the results hold
     looks: tuple[LookEntry, ...] | None = None  # [design] grids: every look so far
     storage_fault: str | None = None  # the storage fault that stopped the last invocation, as the CLI said it
+    registration: Registration | None = None  # [design] grids: the design registered before the first run trained
     absent: frozenset[str] = field(default=frozenset())  # NULLABLE keys the file lacked
 
     @classmethod
     def load(cls, path: Location) -> GridLedger:
-        """The ledger in ``path``; BadInput naming the file (and the key) when it is missing or malformed."""
-        return cls.from_json(_read_json(path), str(path))
+        """The ledger in ``path``; BadInput naming the file (and the key) when it is missing or malformed, or
+        when it holds only the grid's registration (no run of the grid has finished yet)."""
+        raw = _read_json(path)
+        if _registration_only(raw):
+            raise BadInput(f"{path}: holds only the registration of the grid's design; no run of the grid has "
+                           "finished yet")
+        return cls.from_json(raw, str(path))
 
     def write(self, path: Location) -> None:
         atomic_write_json(path, self.to_json())
@@ -567,7 +591,39 @@ def read_ledger(path: Location) -> GridLedger | None:
     if not path.exists():
         return None
     try:
-        return GridLedger.load(path)
+        raw = _read_json(path)
+        if _registration_only(raw):  # registered, and nothing has finished since: no history yet
+            return None
+        return GridLedger.from_json(raw, str(path))
     except BadInput as err:
         print(f"[fspbench] warning: {err}; its history is started again", flush=True)
         return None
+
+
+def _registration_only(raw: Any) -> bool:
+    """Whether grid.json's JSON is a registration written before any run of the grid finished."""
+    return isinstance(raw, dict) and raw.keys() == {"registration"}
+
+
+def read_registration(path: Location) -> Registration | None:
+    """The registration in grid.json at ``path``: None when there is no grid.json, it is unreadable (read_ledger
+    warns), or it holds none; BadInput naming the file and key when the registration itself is malformed."""
+    if not path.exists():
+        return None
+    try:
+        raw = _read_json(path)
+    except BadInput:
+        return None
+    if not isinstance(raw, dict) or "registration" not in raw:
+        return None
+    return Registration.from_json(raw["registration"], str(path), "registration")
+
+
+def write_registration(path: Location, registration: Registration) -> None:
+    """Add ``registration`` to the grid.json at ``path`` (the ledger there kept as it is), or write a grid.json
+    that holds only it when there is no readable ledger yet."""
+    ledger = read_ledger(path)
+    if ledger is not None:
+        dataclasses.replace(ledger, registration=registration).write(path)
+    else:
+        atomic_write_json(path, {"registration": registration.to_json()})

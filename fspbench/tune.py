@@ -30,6 +30,7 @@ from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
 from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
 from fspbench.lock import results_lock
+from fspbench.registration import check_unchanged, register
 from fspbench.results import (
     GridLedger,
     HistoryEntry,
@@ -42,6 +43,7 @@ from fspbench.results import (
     mark_blocked,
     now,
     read_ledger,
+    read_registration,
     read_run_record,
     runs_table,
     teacher_usable,
@@ -266,6 +268,7 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     paths = Paths(location(results))
     if isinstance(paths.root, ObjectPath):  # endpoint, bucket and credentials, before anything trains
         check_bucket(paths.root)
+    check_unchanged(bench, paths)  # a design other than the one registered: refused before anything is written
     if dry_run:
         _dry_run(bench, paths, address, autoscaling)
         return None
@@ -278,6 +281,9 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
             return _run_locked(bench, paths, lock, address, verbose, autoscaling)
         from fspbench.looks import run_looks  # the analysis: only for grids with claims
 
+        if paths.ledger.exists():  # results from before registrations (or a registration): registered now
+            lock.acquire()
+            register(bench, paths)
         _print_looks(bench, paths, address, autoscaling)
         return run_looks(bench, lambda b: _run_locked(b, paths, lock, address, verbose, autoscaling),
                          paths, lambda b: _look_estimate(b, paths, address, autoscaling))
@@ -461,8 +467,10 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: Any, address: str | None,
           f"{len(plan.skipped)} skipped, {len(plan.pending)} to train; results in {paths.root}", flush=True)
     if plan.pending and plan.estimate is not None:
         _print_estimate(bench, plan)
-        connect(address)  # a local Ray starts only when something is to be trained
         lock.acquire()
+        if bench.design is not None:  # the design on record before any trial trains (once: kept from then on)
+            register(bench, paths)
+        connect(address)  # a local Ray starts only when something is to be trained
         paths.runs.mkdir(parents=True, exist_ok=True)
         curves = tracking.tracker(bench, paths)
         try:
@@ -545,7 +553,8 @@ def _write_outputs(bench: Benchmark, paths: Paths, started: str, wall: float, pl
     if not trained_ids and previous:  # nothing trained now: keep the figures of the run that trained
         grid = replace(previous, runs=runs, benchmark_text=bench.text, skipped=skip)
     # the fault that stopped this invocation, if any: the cause of its failed or not-run runs
-    grid = replace(grid, storage_fault=str(outcome.storage) if outcome.storage else None)
+    grid = replace(grid, storage_fault=str(outcome.storage) if outcome.storage else None,
+                   registration=read_registration(paths.ledger))  # as registered: never rewritten
     grid = replace(grid, history=(*(previous.history if previous else ()), HistoryEntry(
         started, now(), round(wall, 2), len(trained_ids), round(trial_time, 2), cpus, gpus,
         retried_time_s=round(retried_time, 2), retried_attempts=len(outcome.retries))))
