@@ -70,7 +70,9 @@ class Look:
     se: float
     df: float
     z: float  # the look's boundary on the normal scale
-    critical: float  # the t critical value of the repeated interval
+    critical: float  # the t critical value of the repeated interval (at the claim's corrected level)
+    critical_low: float  # the critical value of the interval's low side (bootstrap-t calibrated: >= critical)
+    critical_high: float
     low: float
     high: float
     alpha_spent: float  # error spent per side up to this look
@@ -111,6 +113,7 @@ class Claim:
     by_margin: dict[float, str] = field(default_factory=dict)  # non-inferiority: margin -> reading
     gains: tuple[TeacherGain, ...] = ()
     spec: ClaimSpec | None = None
+    plain_t: tuple[str, int | None, float, float] | None = None  # the sensitivity: verdict, look, interval, plain t
 
     @property
     def n_per_arm(self) -> int:
@@ -133,7 +136,14 @@ class Analysis:
 
 
 def _design(cfg: ClaimSpec) -> sequential.Design:
-    return sequential.Design(cfg.look_every, cfg.max_seeds, cfg.paired, cfg.alpha)
+    """The claim's sequential design at its level after the family's correction (Bonferroni: alpha / k)."""
+    return sequential.Design(cfg.look_every, cfg.max_seeds, cfg.paired, cfg.claim_alpha)
+
+
+CALIBRATION = sequential.CALIBRATION
+
+def _calibration(cfg: ClaimSpec) -> sequential.Calibration | None:
+    return CALIBRATION if cfg.calibrate == "bootstrap_t" else None
 
 
 def _rule(cfg: ClaimSpec) -> sequential.Rule:
@@ -149,27 +159,61 @@ def _complete(arms: list[pd.DataFrame], k: int) -> int:
     return n // k * k
 
 
-def _headroom_gate(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, cfg: ClaimSpec,
-                   n: int) -> tuple[np.ndarray, list[Test]]:
-    """Per look: do the teachers of the FSP arm beat the scratch arm by ``headroom`` points at the lower
-    end of the look's repeated interval (Welch: teachers and students have their own seeds)?"""
-    design, k = _design(cfg), cfg.look_every
+REGIME_LEVEL = 0.90  # the regime checks' intervals: convergence as TOST at 0.05 (the 90% interval within +-X)
+
+
+def _headroom(runs: pd.DataFrame, treat: pd.DataFrame, ctrl: pd.DataFrame, n: int) -> Test | None:
+    """Teachers of the first n FSP students minus the first n scratch students (Welch: they have their own
+    seeds), the 90% interval; None when a teacher's run is missing."""
     by_id = runs.set_index("run_id")
     teacher_ids = [str(t) for t in treat["teacher_run_id"].iloc[:n]]
-    if any(t not in by_id.index for t in teacher_ids):
-        return np.zeros(n // k, dtype=bool), []
+    if len(teacher_ids) < n or any(t not in by_id.index for t in teacher_ids):
+        return None
     teachers = by_id.loc[teacher_ids].reset_index()
-    t_acc, c_acc = 100 * teachers["final_acc"].to_numpy(float), 100 * ctrl["final_acc"].to_numpy(float)[:n]
-    looks = sequential.run_looks(t_acc[None, :], c_acc[None, :], replace(design, paired=False),
-                                 sequential.Rule("superiority"))
-    tests = []
-    for j in range(len(looks.n)):
-        m = int(looks.n[j])
-        base = compare_accuracy("headroom", teachers.iloc[:m], ctrl.iloc[:m], "teachers vs scratch students",
-                                role="regime", metric="headroom")
-        tests.append(replace(base, ci=(float(looks.low[0, j]), float(looks.high[0, j])),
-                             critical=float(looks.critical[0, j]), look=j + 1))
-    return looks.low[0] >= cfg.headroom, tests
+    return compare_accuracy("headroom", teachers, ctrl.iloc[:n], "teachers vs scratch students", role="regime",
+                            metric="headroom", level=REGIME_LEVEL)
+
+
+@dataclass(frozen=True)
+class RegimeCheck:
+    """The regime at one look: ``state`` ok (may decide), open (not shown yet: this look may not decide) or
+    failed (shown outside the regime: the claim stops inconclusive), and why."""
+
+    regime: Regime
+    state: str
+    why: str
+
+
+def _regime_at(runs: pd.DataFrame, cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame, n: int) -> RegimeCheck:
+    """Convergence (scratch and FSP at 2F against F, paired 90% intervals within +-smallest effect) and, for a
+    claim that requires it, headroom (the teachers' 90% interval low end at least ``headroom`` points above the
+    scratch students) on the first n seeds of the look."""
+    reg = regime(runs, cfg.group, cfg.arch, cfg.budget, cfg.smallest_effect, paired=True, n=n, fsp=True,
+                 level=REGIME_LEVEL, two_sided=True, control_group=cfg.control)
+    reg = replace(reg, headroom_threshold=cfg.headroom, teacher_images=_teacher_images(runs, treat),
+                  headroom_gates=cfg.headroom_gates, headroom=_headroom(runs, treat, ctrl, n) if cfg.headroom else None)
+    gains = [g for g in (reg.gain, reg.fsp_gain) if g is not None]
+    if len(gains) < 2 or any(g.n_treatment is None or g.n_treatment < n for g in gains):
+        return RegimeCheck(reg, "open", f"regime not checked: scratch and FSP at twice the full budget lack the "
+                                        f"look's {n} seeds")
+    if reg.not_converged:
+        return RegimeCheck(reg, "failed", reg.not_converged)
+    h = reg.headroom
+    if cfg.headroom and cfg.headroom_gates:
+        if h is None:
+            return RegimeCheck(reg, "open", "no headroom: the teachers' runs are not in the table")
+        if h.ci[1] < cfg.headroom:
+            return RegimeCheck(reg, "failed", f"no headroom: teachers minus scratch {h.estimate:+.2f} points, 90% "
+                                              f"interval [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}] below {cfg.headroom:g}")
+        if not h.ci[0] >= cfg.headroom:
+            return RegimeCheck(reg, "open", f"headroom not shown: teachers minus scratch {h.estimate:+.2f}, 90% "
+                                            f"interval low end {h.ci[0]:+.2f} < {cfg.headroom:g}")
+    if not reg.converged:
+        return RegimeCheck(reg, "open", "convergence not shown: " + "; ".join(
+            f"doubling {label}'s budget {g.estimate:+.2f} points, 90% interval [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}] "
+            f"not within +-{cfg.smallest_effect:g}" for label, g in ((kinds.CONTROL, reg.gain), ("FSP", reg.fsp_gain))
+            if g is not None and not (-cfg.smallest_effect < g.ci[0] and g.ci[1] < cfg.smallest_effect)))
+    return RegimeCheck(reg, "ok", "")
 
 
 def _looks(cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame, seq: sequential.Looks,
@@ -180,7 +224,8 @@ def _looks(cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame, seq: sequent
     for j in range(len(seq.n)):
         n = int(seq.n[j])
         out.append(Look(j + 1, n, float(seq.estimate[0, j]), float(seq.se[0, j]), float(seq.df[0, j]),
-                        float(seq.z[j]), float(seq.critical[0, j]), float(seq.low[0, j]), float(seq.high[0, j]),
+                        float(seq.z[j]), float(seq.critical[0, j]), float(seq.low_critical[0, j]),
+                        float(seq.high_critical[0, j]), float(seq.low[0, j]), float(seq.high[0, j]),
                         float(spent[j]), float(spent[j] - (spent[j - 1] if j else 0.0)),
                         sequential.VERDICTS[int(seq.decision[0, j])], gate_why[j],
                         tuple(treat["run_id"].iloc[:n]), tuple(ctrl["run_id"].iloc[:n])))
@@ -214,43 +259,48 @@ def _verdict(cfg: ClaimSpec, looks: tuple[Look, ...], seq: sequential.Looks) -> 
                             f"repeated interval [{look.low:+.2f}, {look.high:+.2f}]{why}", stop + 1)
 
 
-def _sequential(runs: pd.DataFrame, cfg: ClaimSpec, treat: pd.DataFrame, ctrl: pd.DataFrame,
-                reg: Regime) -> tuple[tuple[Look, ...], str, str, int | None, Regime]:
-    """The claim's looks and its verdict: the regime gates, the repeated interval decides."""
+def _stop(seq: sequential.Looks, checks: list[RegimeCheck]) -> tuple[int, int, str]:
+    """(0-based stopping look or -1 while open, decision code, regime failure or "") of a procedure whose regime
+    fails at the first look with a failed check: it stops there unless an earlier look decided."""
+    stop, code = int(seq.stop[0]), int(seq.verdict[0])
+    failed = next((j for j, ch in enumerate(checks) if ch.state == "failed"), None)
+    if failed is not None and (code == sequential.OPEN or stop > failed):
+        return failed, sequential.OPEN, checks[failed].why
+    return stop, code, ""
+
+
+def _sequential(runs: pd.DataFrame, cfg: ClaimSpec, treat: pd.DataFrame,
+                ctrl: pd.DataFrame) -> tuple[tuple[Look, ...], str, str, int | None, Regime, sequential.Looks]:
+    """The claim's looks and its verdict: the regime checks gate each look, the repeated interval decides."""
     k = cfg.look_every
     n = min(_complete([treat, ctrl], k), cfg.max_seeds)
     t, c = treat.iloc[:n], ctrl.iloc[:n]
     t_vals, c_vals = 100 * t["final_acc"].to_numpy(float), 100 * c["final_acc"].to_numpy(float)
-    looks_n = n // k
-    gate, why = np.ones(looks_n, dtype=bool), [""] * looks_n
-    headroom: list[Test] = []
-    if cfg.headroom:
-        gate, headroom = _headroom_gate(runs, t, c, cfg, n)
-        why = [("" if ok else f"no headroom: teachers minus scratch {h.estimate:+.2f}, repeated interval low end "
-                               f"{h.ci[0]:+.2f} < {cfg.headroom:g}") for ok, h in zip(gate, headroom)]
-        if not headroom:
-            why = ["no headroom: the teachers' runs are not in the table"] * looks_n
-    seq = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :])
-    looks = _looks(cfg, t, c, seq, why)
+    checks = [_regime_at(runs, cfg, t, c, (j + 1) * k) for j in range(n // k)]
+    gate = np.array([ch.state == "ok" for ch in checks])
+    seq = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :],
+                               calibration=_calibration(cfg))
+    plain = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :])
+    looks = _looks(cfg, t, c, seq, [ch.why for ch in checks])
+    stop, code, failed = _stop(seq, checks)
+    seq = replace(seq, stop=np.array([stop]), verdict=np.array([code]))
     verdict, reason, stopped = _verdict(cfg, looks, seq)
+    if failed:
+        verdict, reason = "inconclusive", f"at look {stop + 1} of {cfg.looks} (n = {looks[stop].n} per arm): {failed}"
     looks = looks[:stopped] if stopped else looks  # looks after the stop are not part of the procedure
-    at = len(looks) - 1
-    if headroom:
-        reg = replace(reg, headroom=headroom[at])
-    return looks, verdict, reason, stopped, reg
+    return looks, verdict, reason, stopped, checks[len(looks) - 1].regime, plain
 
 
-def _not_converged(reg: Regime) -> str | None:
-    """Why the regime fails its convergence check, or None when it passes."""
-    if reg.converged:
-        return None
-    if reg.converged is None:
-        return "regime not checked: the grid has no scratch and FSP runs at twice the full budget"
-    bad = [(label, g) for label, g in ((kinds.CONTROL, reg.gain), ("FSP", reg.fsp_gain))
-           if g is not None and not g.ci[1] < reg.threshold]
-    return "not converged: " + "; ".join(
-        f"doubling {label}'s budget still gains {g.estimate:+.2f} points [{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], upper "
-        f"end not below {reg.threshold:g}" for label, g in bad)
+def _plain_t(cfg: ClaimSpec, plain: sequential.Looks, stopped: int | None) -> tuple[str, int | None, float, float]:
+    """The sensitivity line: the same looks and gates with the plain t critical values (no bootstrap-t)."""
+    stop, code = int(plain.stop[0]), int(plain.verdict[0])
+    if stopped is not None and (stop < 0 or stop + 1 > stopped):
+        stop = stopped - 1  # the primary procedure ended there: the plain t is read at that look
+        code = int(plain.decision[0, stop])
+    if stop < 0:
+        return "open", None, math.nan, math.nan
+    verdict = "inconclusive" if code == sequential.OPEN else sequential.VERDICTS[code]
+    return verdict, stop + 1, float(plain.low[0, stop]), float(plain.high[0, stop])
 
 
 # ---------------------------------------------------------------- descriptive tests (the first look's seeds)
@@ -305,7 +355,7 @@ def _power(cfg: ClaimSpec, main: Test) -> tuple[int | None, float]:
     effect = cfg.margin if kinds.get(cfg.key).rule == "noninferiority" else cfg.smallest_effect
     sd_t, sd_c = main.treatment_sd, main.control_sd
     n = sequential.seeds_for_power(effect, math.nan if sd_t is None else sd_t, math.nan if sd_c is None else sd_c,
-                                   POWER, cfg.alpha, cfg.paired, main.difference_sd)
+                                   POWER, cfg.claim_alpha, cfg.paired, main.difference_sd)
     return n, effect
 
 
@@ -318,40 +368,50 @@ def claim(df: pd.DataFrame, runs: pd.DataFrame, cfg: ClaimSpec | None, key: str)
     if cfg is None:
         return _not_run(key, "the benchmark declares no comparison for this claim"), None
     (tm, tb), (cm, cb) = cfg.deciding_arms()
-    treat, ctrl = select(runs, cfg.group, tm, cfg.arch, tb), select(runs, cfg.group, cm, cfg.arch, cb)
+    treat, ctrl = select(runs, cfg.group, tm, cfg.arch, tb), select(runs, cfg.control, cm, cfg.arch, cb)
     k = cfg.look_every
     if _complete([treat, ctrl], k) < k:
         return _not_run(key, f"group {cfg.group}: fewer than {k} {tm} runs at {tb} or {cm} runs at {cb} steps "
                              "with consecutive seed indices (the first look is not complete)"), None
-    reg = regime(runs, cfg.group, cfg.arch, cfg.budget, cfg.smallest_effect, paired=True, n=k, fsp=True)
-    reg = replace(reg, headroom_threshold=cfg.headroom, teacher_images=_teacher_images(runs, treat))
-    failed = _not_converged(reg)
-    stopped: int | None
-    if failed:  # the regime cannot be tested: stop at the first look (its interval kept for the record)
-        looks, _, _, _, reg = _sequential(runs, cfg, treat.iloc[:k], ctrl.iloc[:k], reg)
-        looks = tuple(replace(lk, decision="open", gate=failed) for lk in looks)
-        verdict, reason, stopped = "inconclusive", failed, 1
-    else:
-        looks, verdict, reason, stopped, reg = _sequential(runs, cfg, treat, ctrl, reg)
+    looks, verdict, reason, stopped, reg, plain = _sequential(runs, cfg, treat, ctrl)
     last = looks[-1]
     t_at, c_at = treat[treat["run_id"].isin(last.treatment_runs)], ctrl[ctrl["run_id"].isin(last.control_runs)]
     base = compare_accuracy(kinds.get(cfg.key).decides, t_at, c_at, matching(t_at, c_at), role="decides",
                             paired=cfg.paired)
     main = replace(base, ci=(last.low, last.high),
                    look=last.look, critical=last.critical, se=last.se, df=last.df,
-                   interval="repeated (group-sequential) 95% interval")
+                   interval=_interval_words(cfg))
     descriptive, target = _descriptive(df, runs, cfg)
-    tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom) if g is not None), *descriptive]
+    at_2f = _at_double(runs, cfg, last.n)
+    tests = [main, *(g for g in (reg.gain, reg.fsp_gain, reg.headroom, at_2f) if g is not None), *descriptive]
     power_n, effect = _power(cfg, main)
     by_margin = ({m: sequential.VERDICTS[int(sequential.decide(last.low, last.high, replace(_rule(cfg), margin=m)))]
                   for m in sorted({*REPORT_MARGINS, cfg.margin})} if _rule(cfg).kind == "noninferiority" else {})
     summary = (f"{steps_label(t_at)}: {main.treatment_mean:.2f}% vs {steps_label(c_at)}: {main.control_mean:.2f}%: "
-               f"{main.estimate:+.2f} points, repeated 95% CI [{last.low:+.2f}, {last.high:+.2f}] at look "
+               f"{main.estimate:+.2f} points, repeated CI [{last.low:+.2f}, {last.high:+.2f}] at look "
                f"{last.look} of {cfg.looks}, n = {last.n} per arm ({cfg.seeding})")
     design = _design(cfg)
     return Claim(key, verdict, reason, f"{kinds.get(key).what}: {_rule(cfg).describe()}", tuple(tests), summary, reg,
                  cfg.seeding, design.describe(), looks, stopped, cfg.looks, power_n, effect, by_margin,
-                 _gains(runs, t_at, c_at, cfg.paired), cfg), target
+                 _gains(runs, t_at, c_at, cfg.paired), cfg, _plain_t(cfg, plain, stopped)), target
+
+
+def _interval_words(cfg: ClaimSpec) -> str:
+    fam = (f"Bonferroni over {len(cfg.family)} claims: one-sided {cfg.claim_alpha:.4g} per side, "
+           f"{1 - 2 * cfg.alpha:.0%} family-wise" if cfg.correction == "bonferroni" and len(cfg.family) > 1
+           else f"one-sided {cfg.claim_alpha:g} per side")
+    how = "; bootstrap-t calibrated" if cfg.calibrate == "bootstrap_t" else ""
+    return f"repeated (group-sequential) interval ({fam}{how})"
+
+
+def _at_double(runs: pd.DataFrame, cfg: ClaimSpec, n: int) -> Test | None:
+    """FSP (stage 2 at 2F) minus scratch (2F) on the deciding look's seeds: the effect with twice the budget."""
+    t = select(runs, cfg.group, kinds.TREATMENT, cfg.arch, 2 * cfg.budget, n)
+    c = select(runs, cfg.control, kinds.CONTROL, cfg.arch, 2 * cfg.budget, n)
+    if t.empty or c.empty:
+        return None
+    return compare_accuracy(f"{kinds.TREATMENT}_vs_{kinds.CONTROL}_at_2F", t, c, matching(t, c), role="control",
+                            paired=cfg.paired)
 
 
 def _teacher_images(runs: pd.DataFrame, treat: pd.DataFrame) -> int:
@@ -376,7 +436,9 @@ def analyze(df: pd.DataFrame, claims: Mapping[str, ClaimSpec]) -> Analysis:
 
 def _look_json(lk: Look) -> dict[str, Any]:
     return {"look": lk.look, "n_per_arm": lk.n, "estimate": num(lk.estimate), "se": num(lk.se), "df": num(lk.df),
-            "z_boundary": num(lk.z), "critical_value": num(lk.critical), "repeated_ci": [num(lk.low), num(lk.high)],
+            "z_boundary": num(lk.z), "critical_value": num(lk.critical),
+            "critical_value_low": num(lk.critical_low), "critical_value_high": num(lk.critical_high),
+            "repeated_ci": [num(lk.low), num(lk.high)],
             "alpha_spent": num(lk.alpha_spent), "error_spent": num(lk.error_spent), "decision": lk.decision,
             "gate": lk.gate or None, "treatment_runs": list(lk.treatment_runs), "control_runs": list(lk.control_runs)}
 
@@ -386,13 +448,23 @@ def _design_json(c: Claim) -> dict[str, Any] | None:
     if s is None:
         return None
     out: dict[str, Any] = {"seeding": s.seeding, "interval": INTERVALS[s.seeding], "look_every": s.look_every,
-                           "max_seeds": s.max_seeds, "looks": s.looks, "alpha_per_side": s.alpha,
+                           "max_seeds": s.max_seeds, "looks": s.looks, "alpha_per_side": num(s.claim_alpha),
+                           "family_alpha_per_side": s.alpha, "family": list(s.family), "correction": s.correction,
+                           "calibration": ({**CALIBRATION.to_json(), "description": CALIBRATION.describe()}
+                                           if s.calibrate == "bootstrap_t" else None),
                            "spending": "Lan-DeMets O'Brien-Fleming type", "smallest_effect": s.smallest_effect,
+                           "regime_checks": "at every look: scratch and FSP at 2F against F, paired 90% intervals "
+                                            f"within +-{s.smallest_effect:g}" + (
+                                                f"; teachers minus scratch, 90% Welch interval low end at least "
+                                                f"{s.headroom:g}" if s.headroom and s.headroom_gates else ""),
                            "description": c.design}
+    if s.control_group:
+        out["control_group"] = s.control_group
     if kinds.get(c.key).rule == "noninferiority":
         out["margin"] = s.margin
     if s.headroom:
         out["headroom"] = s.headroom
+        out["headroom_gates"] = s.headroom_gates
     return out
 
 
@@ -410,6 +482,11 @@ def claims_json(analysis: Analysis) -> dict[str, Any]:
                                f"{c.power_effect:g} points from the decision boundary, at the observed spread "
                                "(noncentral t, one-sided)"} if c.looks else None),
             "verdict_by_margin": {f"{m:g}": v for m, v in c.by_margin.items()} or None,
+            "sensitivity": ({"plain_t": {"verdict": c.plain_t[0], "look": c.plain_t[1],
+                                         "repeated_ci": [num(c.plain_t[2]), num(c.plain_t[3])],
+                                         "holds": c.plain_t[0] == c.verdict,
+                                         "what": "the same looks and gates with the t critical values alone"}}
+                            if c.plain_t is not None and c.looks else None),
             "teacher_gains": [{"run_id": g.run_id, "teacher_run_id": g.teacher_run_id,
                                "teacher_acc": num(g.teacher_acc), "student_acc": num(g.student_acc),
                                "gain": num(g.gain)} for g in c.gains],

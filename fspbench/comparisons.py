@@ -41,7 +41,8 @@ class Test:
     """
 
     name: str
-    metric: str  # final_acc_diff | doubling_gain | headroom (points) | *_to_target_ratio (FSP / scratch)
+    metric: str  # final_acc_diff | doubling_gain | headroom (points) | *_to_target_ratio (FSP / scratch, NaN if
+    # a run never reached the target)
     role: str  # decides | regime | control | sweep | to_target | ablation
     estimate: float
     ci: tuple[float, float]
@@ -49,7 +50,7 @@ class Test:
     treatment_runs: tuple[str, ...]
     control_runs: tuple[str, ...]
     budget: str  # how the two sides' compute is matched, in words
-    p_value: float | None = None  # two-sided
+    p_value: float | None = None  # two-sided (to_target tests: the log-rank test's)
     failures: int = 0  # diverged or failed runs among both sides
     seeding: str = "independent"  # independent (Welch) | paired (paired t)
     # what the test rests on, each None where the test has none (claims.json's "extra", test_json):
@@ -71,6 +72,25 @@ class Test:
     treatment_reached: int | None = None  # to_target tests: runs that reached the target
     control_reached: int | None = None
     interpolation: str | None = None  # to_target tests: how the crossing step is read off the curve
+    # to_target tests, censoring-aware (fspbench.survival; p_value is the log-rank test's): a run that never
+    # reached the target is censored at its budget; Kaplan-Meier medians (inf: not reached by half the runs)
+    # with their 95% interval, restricted mean times to target up to rmst_horizon, FSP - scratch with its
+    # bootstrap interval [rmst_low, rmst_high] (rmst_interval: how it was drawn)
+    treatment_censored: int | None = None
+    control_censored: int | None = None
+    treatment_km_median: float | None = None
+    treatment_km_low: float | None = None
+    treatment_km_high: float | None = None
+    control_km_median: float | None = None
+    control_km_low: float | None = None
+    control_km_high: float | None = None
+    rmst_horizon: float | None = None
+    treatment_rmst: float | None = None
+    control_rmst: float | None = None
+    rmst_diff: float | None = None
+    rmst_low: float | None = None
+    rmst_high: float | None = None
+    rmst_interval: str | None = None
 
     @property
     def n_per_side(self) -> str:
@@ -195,8 +215,8 @@ def pairs(treat: pd.DataFrame, ctrl: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
 
 
 def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget: str, role: str = "control",
-                     metric: str = "final_acc_diff", paired: bool = False) -> Test:
-    """100 x (mean final accuracy of treat - of ctrl) with its 95% interval and two-sided p.
+                     metric: str = "final_acc_diff", paired: bool = False, level: float = 0.95) -> Test:
+    """100 x (mean final accuracy of treat - of ctrl) with its ``level`` interval and two-sided p.
 
     paired: runs matched by seed index, the paired t interval of the differences (runs without a
     partner are left out); else Welch's interval of two independent samples.
@@ -207,18 +227,19 @@ def compare_accuracy(name: str, treat: pd.DataFrame, ctrl: pd.DataFrame, budget:
     c = 100 * ctrl["final_acc"].to_numpy(float)
     diff_sd = None  # paired tests only
     if paired:
-        est, low, high, df, _ = sequential.paired_interval(t, c)
+        est, low, high, df, _ = sequential.paired_interval(t, c, level)
         p = float(sps.ttest_rel(t, c).pvalue) if len(t) > 1 and np.ptp(t - c) > 0 else None
         diff_sd = float((t - c).std(ddof=1)) if len(t) > 1 else math.nan
     else:
-        iv = stats.welch_interval(t, c)
+        iv = stats.welch_interval(t, c, level)
         est, low, high, df, p = iv.estimate, iv.low, iv.high, iv.df, stats.welch_p(t, c)
     return Test(name, metric, role, est, (low, high), len(t) + len(c), tuple(treat["run_id"]),
                 tuple(ctrl["run_id"]), budget, p, fails(treat, ctrl), "paired" if paired else "independent",
                 n_treatment=len(t), n_control=len(c), treatment_mean=float(t.mean()) if len(t) else math.nan,
                 control_mean=float(c.mean()) if len(c) else math.nan, df=df,
                 treatment_sd=float(t.std(ddof=1)) if len(t) > 1 else math.nan,
-                control_sd=float(c.std(ddof=1)) if len(c) > 1 else math.nan, difference_sd=diff_sd)
+                control_sd=float(c.std(ddof=1)) if len(c) > 1 else math.nan, difference_sd=diff_sd,
+                interval=None if level == 0.95 else f"{level:.0%} interval")
 
 
 # ---------------------------------------------------------------- the regime
@@ -233,12 +254,14 @@ class Regime:
     full_budget: int  # main-task steps
     batch_size: int
     train_images: int
-    threshold: float  # converged when each doubling gain's upper end is below this (points)
+    threshold: float  # converged when each doubling gain's interval lies within +-threshold (two_sided)
     gain: Test | None  # scratch at 2F minus scratch at F; None: not run
     fsp_gain: Test | None = None  # FSP with stage 2 at 2F minus at F (grids with [design])
     headroom: Test | None = None  # teachers minus scratch students at F, at the look the claim stopped
     headroom_threshold: float = 0.0  # the required lower end (points); 0: not checked
     teacher_images: int = 0
+    two_sided: bool = False  # converged: within +-threshold (an equivalence, TOST), not only below +threshold
+    headroom_gates: bool = True  # False: the headroom is reported, not required
 
     @property
     def epochs(self) -> float:
@@ -254,7 +277,23 @@ class Regime:
         gains = self._gains()
         if any(g is None or math.isnan(g.ci[1]) for g in gains):
             return None
+        if self.two_sided:
+            return all(g is not None and -self.threshold < g.ci[0] and g.ci[1] < self.threshold for g in gains)
         return all(g is not None and g.ci[1] < self.threshold for g in gains)
+
+    @property
+    def not_converged(self) -> str | None:
+        """Why the regime is shown not to be converged: a doubling gain's interval wholly beyond +-threshold."""
+        for label, g in ((CONTROL, self.gain), ("FSP", self.fsp_gain)):
+            if g is None or math.isnan(g.ci[0]):
+                continue
+            if g.ci[0] > self.threshold:
+                return (f"not converged: doubling {label}'s budget still gains {g.estimate:+.2f} points "
+                        f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], more than {self.threshold:g}")
+            if self.two_sided and g.ci[1] < -self.threshold:
+                return (f"not converged: doubling {label}'s budget loses {-g.estimate:.2f} points "
+                        f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}], overfitting by more than {self.threshold:g}")
+        return None
 
     @property
     def has_headroom(self) -> bool | None:
@@ -274,41 +313,51 @@ class Regime:
         for label, g in ((CONTROL, self.gain), ("FSP (stage 2)", self.fsp_gain)):
             if g is not None:
                 how = "paired" if g.seeding == "paired" else "Welch"
-                parts.append(f"doubling {label}'s budget gains {g.estimate:+.2f} points, 95% {how} CI "
+                level = g.interval.split()[0] if g.interval else "95%"
+                parts.append(f"doubling {label}'s budget gains {g.estimate:+.2f} points, {level} {how} CI "
                              f"[{g.ci[0]:+.2f}, {g.ci[1]:+.2f}] (n={g.n_per_side})")
-        state = {True: "converged", False: "not converged", None: "not checked"}[self.converged]
-        text = "; ".join(parts) + f": {state} (each upper end below {self.threshold:g})"
+        state = {True: "converged", False: "not shown converged", None: "not checked"}[self.converged]
+        rule = (f"each interval within +-{self.threshold:g}" if self.two_sided
+                else f"each upper end below {self.threshold:g}")
+        text = "; ".join(parts) + f": {state} ({rule})"
         if self.headroom_threshold and self.headroom is not None:
             h = self.headroom
             ok = {True: "headroom", False: "no headroom", None: "headroom not checked"}[self.has_headroom]
+            level = h.interval.split()[0] if h.interval else "95%"
+            need = (f"{ok} (lower end at least {self.headroom_threshold:g})" if self.headroom_gates
+                    else "reported, not required")
             text += (f"; teachers ({self.teacher_images:,} training images) minus scratch students "
-                     f"{h.estimate:+.2f} points, repeated CI [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}] "
-                     f"(n={h.n_treatment} + {h.n_control}): {ok} (lower end at least "
-                     f"{self.headroom_threshold:g})")
+                     f"{h.estimate:+.2f} points, {level} Welch CI [{h.ci[0]:+.2f}, {h.ci[1]:+.2f}] "
+                     f"(n={h.n_treatment} + {h.n_control}): {need}")
         return text
 
 
 def regime(runs: pd.DataFrame, group: str, arch: str | None, full: int, threshold: float,
-           paired: bool = False, n: int | None = None, fsp: bool = False) -> Regime:
+           paired: bool = False, n: int | None = None, fsp: bool = False, level: float = 0.95,
+           two_sided: bool = False, control_group: str | None = None) -> Regime:
     """The regime of a group at its full budget: epochs per run and the gains from doubling the budget.
 
     paired: the 2F runs share their seeds with the F runs (a [design] grid), so the gain is the paired
-    interval; ``n``: only seed indices below n (the first look); fsp: FSP's stage 2 is checked too.
+    interval; ``n``: only seed indices below n (a look's); fsp: FSP's stage 2 is checked too; level and
+    two_sided: the claims' equivalence check (the 90% interval within +-threshold, TOST at 0.05).
     """
-    one = select(runs, group, CONTROL, arch, full, n)
+    ctrl = control_group or group  # the group of the scratch students (a claim's control_group)
+    one = select(runs, ctrl, CONTROL, arch, full, n)
     ref = one if not one.empty else runs[runs["group"] == group]
     batch = int(round(ref["images_seen"].max() / max(ref["total_steps"].max(), 1))) if not ref.empty else 0
     images = int(ref["train_images"].max()) if (not ref.empty and "train_images" in ref) else 0
 
     def gain(method: str) -> Test | None:
-        a, b = select(runs, group, method, arch, 2 * full, n), select(runs, group, method, arch, full, n)
+        g = ctrl if method == CONTROL else group
+        a, b = select(runs, g, method, arch, 2 * full, n), select(runs, g, method, arch, full, n)
         if a.empty or b.empty:
             return None
         name = "doubling_gain" if method == CONTROL else f"doubling_gain_{method}"
-        return compare_accuracy(name, a, b, matching(a, b), role="regime", metric="doubling_gain", paired=paired)
+        return compare_accuracy(name, a, b, matching(a, b), role="regime", metric="doubling_gain", paired=paired,
+                                level=level)
 
     return Regime(str(ref["arch"].iloc[0]) if not ref.empty else (arch or ""), full, batch, images, threshold,
-                  gain(CONTROL), gain(TREATMENT) if fsp else None)
+                  gain(CONTROL), gain(TREATMENT) if fsp else None, two_sided=two_sided)
 
 
 # ---------------------------------------------------------------- JSON
@@ -345,8 +394,11 @@ def regime_json(reg: Regime | None) -> dict[str, Any] | None:
     if f is not None:
         out |= {"doubling_gain_fsp": num(f.estimate), "doubling_gain_fsp_ci": [num(f.ci[0]), num(f.ci[1])],
                 "seeding": g.seeding if g else f.seeding}
+    if reg.two_sided:
+        out |= {"convergence": f"two-sided: each doubling gain's interval within +-{reg.threshold:g}"}
     if reg.headroom_threshold:
         out |= {"headroom_threshold": reg.headroom_threshold, "has_headroom": reg.has_headroom,
+                "headroom_gates": reg.headroom_gates,
                 "headroom": num(h.estimate) if h else None,
                 "headroom_ci": [num(h.ci[0]), num(h.ci[1])] if h else None, "teacher_images": reg.teacher_images}
     return out

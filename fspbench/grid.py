@@ -43,6 +43,7 @@ from typing import Any
 
 import fspbench
 from fspbench import methods
+from fspbench.claims import CONTROL
 from fspbench.config import RunConfig, merge, teacher_mismatch
 from fspbench.errors import BadInput, BadKey
 from fspbench.methods import init_steps
@@ -212,19 +213,26 @@ def expand(spec: BenchmarkSpec, runs_dir: Location, seeds: dict[str, int] | None
     return teachers, students
 
 
-def _teacher_run(spec: BenchmarkSpec, t: TeacherSpec, seed: int, index: int = -1) -> GridRun:
-    cfg = build_config(spec.defaults, t.settings, f"teachers.{t.id}",
-                       {"role": "teacher", "method": methods.teacher_method(), "seed": seed})
+def _teacher_run(spec: BenchmarkSpec, t: TeacherSpec, seed: int, index: int = -1,
+                 subset_seed: int | None = None) -> GridRun:
+    """One teacher; ``subset_seed``: its training subset's draw (its student's, in a per-seed [design] grid)."""
+    fixed: dict[str, Any] = {"role": "teacher", "method": methods.teacher_method(), "seed": seed}
+    if subset_seed is not None:
+        fixed["subset_seed"] = subset_seed
+    cfg = build_config(spec.defaults, t.settings, f"teachers.{t.id}", fixed)
     return GridRun(cfg.run_id(), cfg, "teacher", t.id, "", index)
 
 
 def _student_run(spec_defaults: dict[str, Any], g: GroupSpec, method: str, arch: str, seed: int, steps: int,
-                 teacher: GridRun | None, runs_dir: Location, index: int = -1) -> GridRun:
+                 teacher: GridRun | None, runs_dir: Location, index: int = -1,
+                 subset_seed: int | None = None) -> GridRun:
     """One student; its ``teacher`` is the teacher's run record (an absolute path: Ray trials that change their
     working directory still find it)."""
     key, t_id = f"students.{g.name}", teacher.run_id if teacher else ""
     fixed = {"role": "student", "method": method, "arch": arch, "seed": seed, "steps": steps,
              "teacher": str(runs_dir / f"{t_id}.json") if t_id else ""}
+    if subset_seed is not None:
+        fixed["subset_seed"] = subset_seed
     cfg = build_config(spec_defaults, merge(g.settings, g.method_settings.get(method, {})), key, fixed)
     if teacher is not None:
         wrong = teacher_mismatch(cfg, teacher.config, f"teacher {teacher.group}")
@@ -247,35 +255,53 @@ def _arm_sizes(spec: BenchmarkSpec, seeds: dict[str, int]) -> dict[tuple[str, st
     """(group, method, arch, budget) -> seeds of that arm: a claim's deciding arms get ``seeds[claim]``."""
     assert spec.design is not None
     base, out = spec.design.look_every, dict[tuple[str, str, str, int], int]()
-    for c in spec.claims.values():
-        for method, budget in c.deciding_arms():
-            key = (c.group, method, c.arch, budget)
+    for c in spec.claims.values():  # the regime arms too: the regime is checked at every look
+        for method, budget in (*c.deciding_arms(), *c.regime_arms()):
+            key = (c.control if method == CONTROL else c.group, method, c.arch, budget)
             out[key] = max(out.get(key, base), seeds.get(c.key, base))
     return out
 
 
 def _expand_design(spec: BenchmarkSpec, runs_dir: Location, seeds: dict[str, int]) -> tuple[list[GridRun],
                                                                                         list[GridRun]]:
-    """Every arm (group, method, arch, budget) with the first look's seeds; a claim's deciding arms with
-    ``seeds[claim]``. Seeding: a paired group's arms share seed i; in an independent group each method
-    draws its own block of seeds (MAX_SEEDS per block, in the order the file declares them). The teacher of
-    student seed s has seed TEACHER_SEED + s, so every student has its own teacher."""
+    """Every arm (group, method, arch, budget) with the first look's seeds; a claim's deciding and regime arms
+    with ``seeds[claim]``. Seeding: a paired group's arms share seed i (a claim's group after the first, when it
+    has scratch students of its own: plus MAX_SEEDS x the block of its first method, a block no independent arm
+    draws from); in an independent group each method draws its own block of seeds (MAX_SEEDS per block, in the
+    order the file declares them). The teacher of student seed s has seed TEACHER_SEED + s, so every student has
+    its own teacher. Subsets "per_seed": student seed s and its teacher train on training subset s
+    (RunConfig.subset_seed), so an arm of n runs draws n subsets and a paired group's arms share subset i as they
+    share seed i."""
     assert spec.design is not None
     base, arm_n, paired = spec.design.look_every, _arm_sizes(spec, seeds), group_seeding(spec)
+    per_seed = spec.design.subsets == "per_seed"
     teachers_by_id = {t.id: t for t in spec.teachers}
     teachers: dict[str, GridRun] = {}
     students: list[GridRun] = []
+    # groups of claims after the first one that train teacherless students of their own (which could repeat
+    # another group's runs): their seeds are offset; a group whose control lives elsewhere shares seed i with it
+    claim_groups = [g.name for g in spec.groups if any(c.group == g.name for c in spec.claims.values())
+                    and any(not methods.get(m).needs_teacher for m in g.methods)]
+    offset_groups = set(claim_groups[1:])
+    first_block: dict[str, int] = {}
     for block, (g, method) in enumerate(((grp, m) for grp in spec.groups for m in grp.methods), start=1):
+        first_block.setdefault(g.name, block)
         uses_teacher = bool(g.teacher) and methods.get(method).needs_teacher
         for arch in g.archs:
             for steps in g.budgets[method]:
                 for i in range(arm_n.get((g.name, method, arch, steps), base)):
-                    seed = i if paired[g.name] else block * MAX_SEEDS + i
+                    # a paired group's arms share seed i; a claim's group after the first is offset by its first
+                    # method's block (its own), so two claims' scratch arms never repeat each other's runs (an
+                    # ablation arm or a bf16 twin keeps seed i: it pairs with the first group's runs seed for seed)
+                    offset = first_block[g.name] * MAX_SEEDS if g.name in offset_groups else 0
+                    seed = offset + i if paired[g.name] else block * MAX_SEEDS + i
+                    subset = seed if per_seed else None
                     t_run = None
                     if uses_teacher:
-                        t_run = _teacher_run(spec, teachers_by_id[g.teacher], TEACHER_SEED + seed, i)
+                        t_run = _teacher_run(spec, teachers_by_id[g.teacher], TEACHER_SEED + seed, i, subset)
                         t_run = teachers.setdefault(t_run.run_id, t_run)
-                    students.append(_student_run(spec.defaults, g, method, arch, seed, steps, t_run, runs_dir, i))
+                    students.append(_student_run(spec.defaults, g, method, arch, seed, steps, t_run, runs_dir, i,
+                                                 subset))
     return sorted(teachers.values(), key=lambda r: (r.group, r.config.seed)), students
 
 

@@ -36,7 +36,7 @@ def _line(c: analysis.Claim) -> str:
         return f"{c.key}: {c.verdict} ({c.reason})"
     lk = c.looks[-1]
     state = "open" if c.open else c.verdict
-    return (f"{c.key}: {state}, {lk.estimate:+.2f} points, repeated 95% CI [{lk.low:+.2f}, {lk.high:+.2f}] at "
+    return (f"{c.key}: {state}, {lk.estimate:+.2f} points, repeated CI [{lk.low:+.2f}, {lk.high:+.2f}] at "
             f"n = {lk.n} per arm" + ("" if c.open else f" ({c.reason})"))
 
 
@@ -82,7 +82,7 @@ def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) 
         b = at_look(bench, seeds)
         open_claims = [k for k, n in seeds.items() if n == look * design.look_every]
         print(f"[fspbench] look {look} of {design.looks}: {look * design.look_every} seeds per arm for "
-              f"{', '.join(open_claims)}", flush=True)
+              f"{', '.join(open_claims) or 'every arm (no claims: an ablation grid)'}", flush=True)
         grid = train(b)
         if grid.runs.not_run:
             break  # a stopped grid: the look is incomplete, a rerun resumes it

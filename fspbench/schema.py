@@ -41,7 +41,7 @@ from fspbench.config import FSPSettings, RunConfig, config_from_dict, merge
 from fspbench.errors import BadInput, BadKey
 from fspbench.mlflow_sink import uri_problem
 from fspbench.registry import check_arch
-from fspbench.spec import SEEDINGS
+from fspbench.spec import CALIBRATIONS, CORRECTIONS, SEEDINGS, SUBSETS
 
 MAX_SEEDS = 1000  # seeds per arm at most: a student's seed is block * 1000 + its index in the arm
 DESIGN_SET = "set by [design], which gives every run its seed (one teacher per student seed); remove it"
@@ -255,6 +255,28 @@ class DesignTable(Table):
             raise ValueError(f"expected a multiple of look_every ({k}) up to {MAX_SEEDS}, got {n!r}")
         return n
 
+    subsets: Any = "per_seed"
+    family: Any = None
+    correction: Any = "bonferroni"
+    calibrate: Any = "bootstrap_t"
+
+    @validator("subsets", "correction", "calibrate")
+    @classmethod
+    def _choice(cls, v: Any, info: ValidationInfo) -> Any:
+        accepted = {"subsets": SUBSETS, "correction": CORRECTIONS, "calibrate": CALIBRATIONS}[str(info.field_name)]
+        if v not in accepted:
+            raise ValueError(f"expected one of {', '.join(map(repr, accepted))}, got {quote(v)}")
+        return v
+
+    @validator("family")
+    @classmethod
+    def _family(cls, v: Any) -> Any:
+        if v is not None and (not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v)
+                              or len(set(v)) != len(v)):
+            raise ValueError(f"expected a non-empty list of distinct claim keys (the claims whose error is "
+                             f"controlled together), got {v!r}")
+        return tuple(v) if v is not None else None
+
 
 class AblationTable(Table):
     """reference: the group whose FSP students every arm is set against; arms: the groups that change one FSP
@@ -266,6 +288,14 @@ class AblationTable(Table):
     budget: Any = None
     equivalence: Points = 0.5
     converged_gain: Points = 1.0
+    correction: Any = "bonferroni"
+
+    @validator("correction")
+    @classmethod
+    def _correction(cls, v: Any) -> Any:
+        if v not in CORRECTIONS:
+            raise ValueError(f"expected one of {', '.join(map(repr, CORRECTIONS))} (across the arms), got {quote(v)}")
+        return v
 
 
 class TrackingTable(Table):

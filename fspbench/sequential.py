@@ -22,15 +22,22 @@ when it holds 0 but its upper end is below the smallest effect of interest X. No
 is below -margin. A look may be gated (a claim's regime checks failed there): no decision is taken
 at a gated look. Open after the last look: inconclusive.
 
+Several claims at once (a family): Bonferroni runs each claim's design at alpha / k per side (its own
+spending, boundaries and repeated intervals at that level), which holds under any dependence between the
+claims (they share the scratch arm).
+
+Skew: with ``Calibration`` each look's critical values are the wider of the t one and the bootstrap-t
+quantile (the resamples drawn from a fixed seed, so the verdicts recompute exactly).
+
 Everything here is vectorised over simulated draws (arrays of shape (D, n)); the verdicts call the
-same functions with D = 1, so the simulation in tests/test_sequential.py tests the procedure the
-verdicts run. No random numbers are drawn here.
+same functions with D = 1, so the simulations in tests/test_sequential.py and tests/test_family.py
+test the procedure the verdicts run.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -118,7 +125,7 @@ class Design:
     look_every: int
     max_seeds: int
     paired: bool
-    alpha: float = ALPHA
+    alpha: float = ALPHA  # one-sided, per side, for this claim (a family's correction already applied)
 
     @property
     def looks(self) -> int:
@@ -146,8 +153,9 @@ class Design:
         return "paired" if self.paired else "independent"
 
     def describe(self) -> str:
-        how = ("paired by design: arms share seed k (initial weights and batch order), paired t on the "
-               "differences" if self.paired else "independent: each arm draws its own seeds, Welch t")
+        how = ("paired by design: arms share seed k (initial weights, batch order and, per seed, the training "
+               "subset), paired t on the differences" if self.paired else
+               "independent: each arm draws its own seeds, Welch t")
         return (f"looks after every {self.look_every} seeds per arm up to {self.max_seeds} ({self.looks} looks); "
                 f"Lan-DeMets O'Brien-Fleming-type spending, one-sided {self.alpha:g} per side; {how}")
 
@@ -208,6 +216,8 @@ class Looks:
     decision: np.ndarray  # per look, before stopping (OPEN where gated)
     stop: np.ndarray  # (D,) 0-based look where the procedure stopped; -1: still open after the looks given
     verdict: np.ndarray  # (D,) decision code at the stop (OPEN when open)
+    low_critical: np.ndarray  # the critical value of the interval's low side (calibrated: >= critical)
+    high_critical: np.ndarray
 
 
 def moments(t: np.ndarray, c: np.ndarray, n: np.ndarray, paired: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,14 +242,109 @@ def moments(t: np.ndarray, c: np.ndarray, n: np.ndarray, paired: bool) -> tuple[
     return est, np.sqrt(a + b), df
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """Bootstrap-t critical values per look (Efron and Tibshirani 1993, ch. 12), never below the t ones.
+
+    At look j the studentised resamples T* = (est* - est) / se* (pairs resampled together when paired,
+    each arm on its own when independent) replace the t distribution: the interval is
+    [est - max(c_t, q*_{1-p}) se, est + max(c_t, -q*_p) se] with p = norm.sf(z_j), so a skewed sample
+    widens the side its tail points to and never narrows either. A tail that ``resamples`` cannot
+    resolve (p * resamples < min_tail draws, e.g. the first look's p of about 1e-6), or fewer than
+    ``min_n`` seeds (5 paired differences have only 126 distinct resamples), keeps the t critical value.
+    The draws come from ``seed`` alone, so the verdicts recompute exactly.
+    """
+
+    resamples: int = 100_000
+    seed: int = 20170721  # CVPR 2017's first day: any fixed number would do
+    min_tail: int = 25
+    min_n: int = 10
+    chunk: int = 4_000_000  # resampled values held at once (memory: 8 bytes each)
+
+    def usable(self, p: float, n: int) -> bool:
+        return n >= self.min_n and p * self.resamples >= self.min_tail
+
+    def to_json(self) -> dict[str, object]:
+        """What a recomputation needs: look j (0-based) draws ``rng.integers(0, n, (resamples, n))`` from
+        ``numpy.random.default_rng(seed + j)`` (pairs resampled together; independent arms: the treatment's
+        indices, then the control's), quantiles by numpy's default (linear) rule."""
+        return {"method": "bootstrap_t", "resamples": self.resamples, "seed": self.seed, "seed_of_look": "seed + j",
+                "min_tail": self.min_tail, "min_n": self.min_n}
+
+    def describe(self) -> str:
+        return (f"bootstrap-t critical values ({self.resamples:,} resamples, seed {self.seed}) where the look's tail "
+                f"holds at least {self.min_tail} resamples and n >= {self.min_n}, never below the t critical value; "
+                "the t critical value alone at earlier looks")
+
+
+CALIBRATION = Calibration()  # the deciding intervals' bootstrap-t (the resamples and seed it states)
+
+
+def _studentised(t: np.ndarray, c: np.ndarray, paired: bool, rng: np.random.Generator, b: int) -> np.ndarray:
+    """(D, b) studentised bootstrap statistics of one look's data t, c (D, n); NaN where se* is 0."""
+    d_, n = t.shape
+    if paired:
+        x = t - c
+        idx = rng.integers(0, n, size=(b, n))
+        xs = x[:, idx]  # (D, b, n)
+        est_s, se_s = xs.mean(axis=2), xs.std(axis=2, ddof=1) / math.sqrt(n)
+        est = x.mean(axis=1, keepdims=True)
+    else:
+        it, ic = rng.integers(0, n, size=(b, n)), rng.integers(0, c.shape[1], size=(b, c.shape[1]))
+        ts, cs = t[:, it], c[:, ic]
+        est_s = ts.mean(axis=2) - cs.mean(axis=2)
+        se_s = np.sqrt(ts.var(axis=2, ddof=1) / n + cs.var(axis=2, ddof=1) / c.shape[1])
+        est = t.mean(axis=1, keepdims=True) - c.mean(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(se_s > 0, (est_s - est) / se_s, np.nan)
+
+
+def bootstrap_t_critical(t: np.ndarray, c: np.ndarray, paired: bool, p: np.ndarray | float,
+                         cal: Calibration) -> tuple[np.ndarray, np.ndarray]:
+    """(low-side, high-side) critical values (D,) from the bootstrap-t quantiles q*_{1-p} and -q*_p of one
+    look's data t, c (D, n); the same resample indices for every draw (one generator from cal.seed)."""
+    t, c = np.atleast_2d(t), np.atleast_2d(c)
+    rng = np.random.default_rng(cal.seed)
+    per = max(1, cal.chunk // max(1, t.shape[0] * t.shape[1]))
+    parts, left = [], cal.resamples
+    while left > 0:
+        b = min(per, left)
+        parts.append(_studentised(t, c, paired, rng, b))
+        left -= b
+    ts = np.concatenate(parts, axis=1)  # (D, B)
+    p = np.broadcast_to(np.asarray(p, dtype=float), (t.shape[0],))
+    lo_q = np.array([np.nanquantile(row, 1 - q) if np.isfinite(row).any() else np.nan for row, q in zip(ts, p)])
+    hi_q = np.array([-np.nanquantile(row, q) if np.isfinite(row).any() else np.nan for row, q in zip(ts, p)])
+    return lo_q, hi_q
+
+
+def _critical(t: np.ndarray, c: np.ndarray, n: np.ndarray, zz: np.ndarray, df: np.ndarray, paired: bool,
+              cal: Calibration | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t critical, low-side critical, high-side critical), each (D, J): the calibrated ones never below t's."""
+    crit = t_critical(zz[None, :], df)
+    low_c, high_c = crit.copy(), crit.copy()
+    if cal is None:
+        return crit, low_c, high_c
+    for j, (k, z) in enumerate(zip(n.astype(int), zz)):
+        p = float(stats.norm.sf(z))
+        if not cal.usable(p, int(k)):
+            continue
+        lo_q, hi_q = bootstrap_t_critical(t[:, :k], c[:, :k], paired, p, replace(cal, seed=cal.seed + j))
+        low_c[:, j] = np.fmax(crit[:, j], lo_q)
+        high_c[:, j] = np.fmax(crit[:, j], hi_q)
+    return crit, low_c, high_c
+
+
 def run_looks(t: np.ndarray, c: np.ndarray, design: Design, rule: Rule,
-              gate: np.ndarray | None = None, z: np.ndarray | None = None) -> Looks:
+              gate: np.ndarray | None = None, z: np.ndarray | None = None,
+              calibration: Calibration | None = None) -> Looks:
     """The sequential procedure on treatment values t and control values c, each (D, n) with n >= k.
 
     Columns are seeds in the order the grid adds them (paired: column i of t pairs with column i of
     c). Looks are taken at n_j = j * k for every complete look in the data (at most design.looks).
     gate: (D, J) or (J,) booleans, False where a look may not decide (its regime checks failed).
     z: boundaries to use instead of the design's (tests pass a naive 1.96 to show it fails).
+    calibration: bootstrap-t critical values (``Calibration``) instead of the t ones where they are wider.
     """
     t, c = np.atleast_2d(np.asarray(t, dtype=float)), np.atleast_2d(np.asarray(c, dtype=float))
     have = min(t.shape[1], c.shape[1]) // design.look_every
@@ -249,9 +354,9 @@ def run_looks(t: np.ndarray, c: np.ndarray, design: Design, rule: Rule,
     n = np.array([design.n_at(j) for j in range(1, J + 1)], dtype=float)
     est, se, df = moments(t, c, n.astype(int), design.paired)
     zz = (design.z if z is None else np.broadcast_to(np.asarray(z, dtype=float), (design.looks,)))[:J]
-    crit = t_critical(zz[None, :], df)
-    half = np.where(se > 0, crit * se, 0.0)
-    low, high = est - half, est + half
+    crit, low_c, high_c = _critical(t, c, n, zz, df, design.paired, calibration)
+    low = est - np.where(se > 0, low_c * se, 0.0)
+    high = est + np.where(se > 0, high_c * se, 0.0)
     dec = decide(low, high, rule)
     if gate is not None:
         dec = np.where(np.broadcast_to(np.asarray(gate, dtype=bool)[..., :J], dec.shape), dec, OPEN)
@@ -261,7 +366,7 @@ def run_looks(t: np.ndarray, c: np.ndarray, design: Design, rule: Rule,
     # not decided by the design's last look: stopped there, inconclusive; fewer looks given: still open
     stop = np.where((first < 0) & (J - 1 == last), last, first)
     verdict = np.where(first >= 0, dec[np.arange(len(dec)), np.maximum(first, 0)], OPEN)
-    return Looks(n, est, se, df, zz, crit, low, high, dec, stop, verdict)
+    return Looks(n, est, se, df, zz, crit, low, high, dec, stop, verdict, low_c, high_c)
 
 
 # ---------------------------------------------------------------- fixed-sample intervals and power

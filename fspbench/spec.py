@@ -12,6 +12,17 @@ from typing import Any
 from fspbench import claims
 
 SEEDINGS = ("independent", "paired")
+SUBSETS = ("per_seed", "shared")
+CORRECTIONS = ("bonferroni", "none")  # across the claims of a family
+CALIBRATIONS = ("bootstrap_t", "none")
+
+
+def claim_alpha(alpha: float, family_size: int, correction: str) -> float:
+    """One claim's one-sided level per side in a family of ``family_size`` claims: Bonferroni alpha / k (it holds
+    under any dependence between the claims, which share the scratch arm)."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+    return alpha / family_size if correction == "bonferroni" and family_size > 1 else alpha
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,11 @@ class DesignSpec:
     regime checks, and "no benefit as large as this" contradicts a superiority claim.
     headroom: the regime check of claims that need headroom (their ``headroom`` key): the teachers minus
     scratch students of the student's network, lower end of the repeated interval, in points.
+    subsets: "per_seed" (student seed i trains on its own draw of training images, subset seed i, and its
+    teacher on the same draw: the verdicts cover which images were drawn) or "shared" (one draw for all).
+    family: the claims whose error is controlled together (None: every claim of the file).
+    correction: "bonferroni" (each claim of the family at alpha / k per side) or "none".
+    calibrate: "bootstrap_t" (each look's critical values never below the bootstrap-t ones: skew) or "none".
     """
 
     seeding: str
@@ -34,6 +50,10 @@ class DesignSpec:
     alpha: float = 0.025
     smallest_effect: float = 0.5
     headroom: float = 2.0
+    subsets: str = "per_seed"
+    family: tuple[str, ...] | None = None
+    correction: str = "bonferroni"
+    calibrate: str = "bootstrap_t"
 
     @property
     def looks(self) -> int:
@@ -50,8 +70,12 @@ class ClaimSpec:
     short_budget: a non-inferiority claim's FSP stage-2 budget set against scratch at F (else None).
     margin: a non-inferiority claim's margin (accuracy points).
     target: fraction of scratch's full-budget mean accuracy that steps-to-target counts to.
-    seeding, look_every, max_seeds, alpha, smallest_effect: as DesignSpec, for this claim.
-    headroom: the teacher's required lead over scratch (points; 0: not checked).
+    seeding, look_every, max_seeds, alpha, smallest_effect: as DesignSpec, for this claim (alpha: the
+    family's level per side before its correction; ``claim_alpha`` after it).
+    headroom: the teachers' lead over scratch that the regime check asks for (points; 0: not checked);
+    it gates the claim's decisions only when ``headroom_gates``.
+    control_group: a group whose scratch students (same network, same images, seed i) are this claim's control
+    too, so two claims of one network share one scratch arm (e.g. the paper's two forms of better accuracy).
     """
 
     key: str
@@ -67,10 +91,25 @@ class ClaimSpec:
     short_budget: int | None = None
     margin: float = 0.5
     target: float = 0.99
+    family: tuple[str, ...] = ()  # the claims whose error is controlled together (this one among them)
+    correction: str = "none"  # across the family: "bonferroni" or "none"
+    calibrate: str = "none"  # "bootstrap_t" or "none"
+    headroom_gates: bool = True  # False: the teachers' lead is reported, not required
+    control_group: str = ""  # the group whose scratch students are the control ("": the claim's own group)
+
+    @property
+    def control(self) -> str:
+        """The group of the control arm (scratch): ``control_group``, else the claim's group."""
+        return self.control_group or self.group
 
     @property
     def looks(self) -> int:
         return self.max_seeds // self.look_every
+
+    @property
+    def claim_alpha(self) -> float:
+        """This claim's one-sided level per side: alpha, divided by the family's size under Bonferroni."""
+        return claim_alpha(self.alpha, max(1, len(self.family)), self.correction)
 
     @property
     def paired(self) -> bool:
@@ -101,6 +140,7 @@ class AblationSpec:
     budget: int
     equivalence: float = 0.5
     converged_gain: float = 1.0
+    correction: str = "bonferroni"  # [design] grids: across the arms ("bonferroni": alpha / arms per side, or "none")
 
 
 @dataclass(frozen=True)

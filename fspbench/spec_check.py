@@ -7,12 +7,13 @@ Every problem is BadKey(key path in the file, what is expected); schema.parse_fi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fspbench import claims as claim_kinds
 from fspbench import methods
-from fspbench.config import merge
+from fspbench.config import RunConfig, merge
 from fspbench.errors import BadKey
 from fspbench.schema import GROUP_KEYS, RUN_KEYS, build_config, int_list, is_int, quote
 from fspbench.spec import (
@@ -40,6 +41,9 @@ def to_spec(f: Any, path: Path, claim_order: list[str]) -> BenchmarkSpec:
     specs = {key: _claim(key, getattr(f.claims, key).given(claim_kinds.get(key).table_keys), groups, teacher_tables,
                          defaults, design) for key in claim_order if design is not None}
     _one_seeding_per_group(specs)
+    if design is not None:
+        specs = _family(design, specs)
+        _subsets(design, defaults, teachers, groups)
     ablation = _ablation(f.ablation, groups) if f.ablation is not None else None
     r = f.resources
     return BenchmarkSpec(f.name or path.stem, f.description, {"cpu": r.cpu, "gpu": r.gpu}, defaults, teachers,
@@ -127,7 +131,13 @@ def _claim(claim: str, table: dict[str, Any], groups: dict[str, GroupSpec], teac
     key, kind = f"claims.{claim}", claim_kinds.get(claim)
     c = {**kind.defaults(design), **table}
     g = _claim_group(c, key, groups)
-    kind.check(key, c, g, teacher_tables[g.teacher] if g.teacher else None, merge(defaults, g.settings))
+    own_group = g
+    if c.get("control_group") is not None:
+        g = _with_control(c, key, g, groups, defaults)
+    # the group's own settings first (a bad value is named where the file sets it, not as a claim's misfit)
+    build_config(defaults, g.settings, f"students.{g.name}", {"role": "student", "method": CONTROL, "arch": c["arch"]})
+    kind.check(key, c, g, _filled(teacher_tables[g.teacher]) if g.teacher else None,
+               _filled(merge(defaults, g.settings)))
     for m in (TREATMENT, CONTROL):  # the convergence check: both at 2F
         if 2 * c["budget"] not in g.budgets[m]:
             raise BadKey(f"{key}.group", f"the regime check trains {m} at twice the full budget; add "
@@ -138,9 +148,68 @@ def _claim(claim: str, table: dict[str, Any], groups: dict[str, GroupSpec], teac
         v = table.get(k)
         if k in table and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
             raise BadKey(f"{key}.{k}", f"expected accuracy points > 0, got {v!r}")
-    own = {k: float(c[k]) for k in ("headroom", "margin", "target") if k in c}  # else ClaimSpec's defaults
-    return ClaimSpec(claim, g.name, c["arch"], c["budget"], c["seeding"], design.look_every, design.max_seeds,
-                     design.alpha, float(c["smallest_effect"]), short_budget=c.get("short_budget"), **own)
+    spec = ClaimSpec(claim, own_group.name, c["arch"], c["budget"], c["seeding"], design.look_every,
+                     design.max_seeds, design.alpha, float(c["smallest_effect"]), short_budget=c.get("short_budget"),
+                     headroom_gates=kind.headroom_gates, control_group=c.get("control_group") or "")
+    # the kind's own keys where the table (or its defaults) has them, else ClaimSpec's defaults
+    return replace(spec, headroom=float(c.get("headroom", spec.headroom)), margin=float(c.get("margin", spec.margin)),
+                   target=float(c.get("target", spec.target)))
+
+
+def _with_control(c: dict[str, Any], key: str, g: GroupSpec, groups: dict[str, GroupSpec],
+                  defaults: dict[str, Any]) -> GroupSpec:
+    """The claim's group as its checks see it when its scratch arm lives in ``control_group``: the control
+    group's scratch budgets in place of its own (which has none); the two groups must train on the same images
+    with the claim's network, so that scratch seed i is FSP seed i's partner."""
+    name = c["control_group"]
+    if not isinstance(name, str) or name not in groups or name == g.name:
+        raise BadKey(f"{key}.control_group", f"expected another student group (groups: {', '.join(groups)}), got "
+                                             f"{quote(name)}")
+    ctrl = groups[name]
+    if CONTROL not in ctrl.methods or c["arch"] not in ctrl.archs:
+        raise BadKey(f"{key}.control_group", f"group {name} needs {CONTROL} students of {c['arch']}")
+    if CONTROL in g.methods:
+        raise BadKey(f"{key}.control_group", f"group {g.name} has {CONTROL} students of its own; drop control_group "
+                                             f"or {CONTROL} from its methods")
+    mine, theirs = _filled(merge(defaults, g.settings)), _filled(merge(defaults, ctrl.settings))
+    for k in claim_kinds.DATA_KEYS:
+        if mine[k] != theirs[k]:
+            raise BadKey(f"{key}.control_group", f"group {name} trains on other images ({k} = {theirs[k]!r}, group "
+                                                 f"{g.name}: {mine[k]!r}); its scratch students cannot be the control")
+    return replace(g, methods=(*g.methods, CONTROL), budgets={**g.budgets, CONTROL: ctrl.budgets[CONTROL]})
+
+
+def _family(design: DesignSpec, specs: dict[str, ClaimSpec]) -> dict[str, ClaimSpec]:
+    """Each claim with its family (the [design]'s ``family``, else every claim of the file), correction and
+    calibration; a claim outside the family keeps the full alpha and is labelled so."""
+    family = design.family if design.family is not None else tuple(specs)
+    for k in family:
+        if k not in specs:
+            raise BadKey("design.family", f"{quote(k)} is not a claim of this file (claims: {', '.join(specs)})")
+    return {k: replace(c, family=family if k in family else (k,),
+                       correction=design.correction if k in family else "none", calibrate=design.calibrate)
+            for k, c in specs.items()}
+
+
+def _subsets(design: DesignSpec, defaults: dict[str, Any], teachers: tuple[TeacherSpec, ...],
+             groups: dict[str, GroupSpec]) -> None:
+    """``subsets = "per_seed"`` gives every run its training subset: no table may set subset_seed then."""
+    if design.subsets != "per_seed":
+        return
+    tables = {"defaults": defaults, **{f"teachers.{t.id}": t.settings for t in teachers},
+              **{f"students.{g.name}": g.settings for g in groups.values()},
+              **{f"students.{g.name}.method_settings.{m}": ms for g in groups.values()
+                 for m, ms in g.method_settings.items()}}
+    for where, table in tables.items():
+        if "subset_seed" in table:
+            raise BadKey(f"{where}.subset_seed", 'set by [design] (subsets = "per_seed": student seed i draws '
+                                                 'its own training subset, its teacher the same); remove it, or '
+                                                 'set subsets = "shared" in [design]')
+
+
+def _filled(table: dict[str, Any]) -> dict[str, Any]:
+    """A table with RunConfig's defaults for the keys a claim compares between a teacher and its students."""
+    return {**{k: getattr(RunConfig, k) for k in (*claim_kinds.DATA_KEYS, "arch")}, **table}
 
 
 def _claim_group(c: dict[str, Any], key: str, groups: dict[str, GroupSpec]) -> GroupSpec:
@@ -149,10 +218,12 @@ def _claim_group(c: dict[str, Any], key: str, groups: dict[str, GroupSpec]) -> G
     if not isinstance(gname, str) or gname not in groups:
         raise BadKey(f"{key}.group", f"{quote(gname)} is not a student group (groups: {', '.join(groups)})")
     g = groups[gname]
-    missing = [m for m in (TREATMENT, CONTROL) if m not in g.methods]
+    needed = (TREATMENT,) if c.get("control_group") is not None else (TREATMENT, CONTROL)
+    missing = [m for m in needed if m not in g.methods]
     if missing:
         raise BadKey(f"{key}.group", f"group {gname} lacks methods {', '.join(missing)}; the claim compares "
-                                     f"{TREATMENT} and {CONTROL} students")
+                                     f"{TREATMENT} and {CONTROL} students (or name the group of its {CONTROL} "
+                                     "students with control_group)")
     if "arch" not in c:
         if len(g.archs) > 1:
             raise BadKey(f"{key}.arch", f"group {gname} has several archs; expected one of {', '.join(g.archs)}")
@@ -167,10 +238,11 @@ def _one_seeding_per_group(specs: dict[str, ClaimSpec]) -> None:
     """One group, one seeding: its arms cannot be both paired and independent."""
     seeding: dict[str, ClaimSpec] = {}
     for c in specs.values():
-        other = seeding.setdefault(c.group, c)
-        if other.seeding != c.seeding:
-            raise BadKey(f"claims.{c.key}.seeding", f"group {c.group} is {other.seeding} for claims.{other.key}; "
-                                                    "claims of one group share its seeding")
+        for group in dict.fromkeys((c.group, c.control)):
+            other = seeding.setdefault(group, c)
+            if other.seeding != c.seeding:
+                raise BadKey(f"claims.{c.key}.seeding", f"group {group} is {other.seeding} for claims.{other.key}; "
+                                                        "claims of one group share its seeding")
 
 
 def _ablation(a: Any, groups: dict[str, GroupSpec]) -> AblationSpec:
@@ -191,5 +263,5 @@ def _ablation(a: Any, groups: dict[str, GroupSpec]) -> AblationSpec:
                 or budget not in groups[arm].budgets[TREATMENT]:
             raise BadKey("ablation.arms", f"{quote(arm)}: expected a group other than the reference with "
                                           f"{TREATMENT} students at budget {budget}")
-    return AblationSpec(ref, tuple(arms), budget, a.equivalence, a.converged_gain)
+    return AblationSpec(ref, tuple(arms), budget, a.equivalence, a.converged_gain, a.correction)
 

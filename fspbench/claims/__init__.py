@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: no pandas at import
     from fspbench.spec import ClaimSpec, DesignSpec
 
 TREATMENT, CONTROL = "fsp", "scratch"  # the methods every claim compares
-COMMON_KEYS = ("group", "arch", "seeding", "smallest_effect")  # keys every claim's table accepts
+COMMON_KEYS = ("group", "arch", "seeding", "smallest_effect", "control_group")  # keys every claim's table accepts
 AddTest = Callable[..., None]  # add(name, treatment runs, control runs, role="control")
 Published = tuple[str, str, str, float | None]  # source, setting, regime, effect in points (None: unverified)
 
@@ -42,6 +42,7 @@ class ClaimKind:
     keys: ClassVar[tuple[str, ...]] = ("budget",)  # the table's own keys beside COMMON_KEYS
     published: ClassVar[tuple[Published, ...]] = ()
     sweep_at_full: ClassVar[bool] = False  # the budget sweep includes the full budget itself
+    headroom_gates: ClassVar[bool] = True  # a ``headroom`` key is a regime check (False: reported beside it)
 
     @property
     def table_keys(self) -> tuple[str, ...]:
@@ -76,8 +77,10 @@ class ClaimKind:
     def to_dict(self, spec: ClaimSpec) -> dict[str, Any]:
         """The table's keys as the file writes them."""
         d = asdict(spec)
-        for k in ("key", "short_budget", "margin", "target"):
+        for k in ("key", "short_budget", "margin", "target", "family", "correction", "calibrate", "headroom_gates"):
             d.pop(k)
+        if not d["control_group"]:
+            d.pop("control_group")
         return d
 
     def boundaries(self, spec: ClaimSpec) -> list[float]:
@@ -101,6 +104,53 @@ def claim_budget(c: dict[str, Any], key: str, leaf: str, g: Any, methods: tuple[
         if v not in g.budgets[m]:
             raise BadKey(f"{key}.{leaf}", f"{v} is not a budget of the {m} students of group {g.name} "
                                           f"(budgets: {g.budgets[m]})")
+
+
+DATA_KEYS = ("task", "classes", "train_per_class", "image_size")  # what decides a run's training images
+
+
+def same_images(key: str, group: Any, teacher: dict[str, Any] | None, students: dict[str, Any], what: str) -> None:
+    """The paper's better-accuracy teachers trained on the students' own data: teacher and students must draw
+    the same training images (the grid gives a student and its teacher one subset seed). BadKey where not.
+    ``teacher`` and ``students``: their tables with every DATA_KEYS key and ``arch`` filled in (spec_check)."""
+    if teacher is None:
+        raise BadKey(f"{key}.group", f"group {group.name} has no teacher; {what} distils one")
+
+    def plain(v: Any) -> Any:
+        return list(v) if isinstance(v, (list, tuple)) else v
+    for k in DATA_KEYS:
+        t, s = plain(teacher.get(k)), plain(students.get(k))
+        if t != s:
+            raise BadKey(f"{key}.group", f"{what} distils a teacher trained on the students' own images (the "
+                                         f"paper's); teacher {group.teacher} has {k} = {t!r}, group {group.name}'s "
+                                         f"students {k} = {s!r}")
+
+
+def teacher_arch(teacher: dict[str, Any] | None) -> str:
+    return str(teacher.get("arch", "")) if teacher is not None else ""
+
+
+# FSP minus scratch as others measured it on CIFAR (source, setting, regime, scratch, FSP), in percent
+_REPDISTILLER = "RepDistiller (CIFAR-100)", "240 epochs, FSP stage 30 epochs"
+_KDZOO = "Knowledge-Distillation-Zoo", "200 epochs after a 50-epoch FSP stage"
+_SAME_NETWORK = ((_KDZOO[0], "ResNet-20 -> ResNet-20, CIFAR-10", _KDZOO[1], 92.37, 92.76),
+                 (_KDZOO[0], "ResNet-20 -> ResNet-20, CIFAR-100", _KDZOO[1], 68.92, 69.61))
+_SMALLER = tuple((_REPDISTILLER[0], setting, _REPDISTILLER[1], scratch, fsp) for setting, scratch, fsp in (
+    ("wrn-40-2 -> wrn-16-2", 73.26, 72.91), ("resnet56 -> resnet20", 69.06, 69.95),
+    ("resnet110 -> resnet20", 69.06, 70.11), ("resnet110 -> resnet32", 71.14, 71.89),
+    ("resnet32x4 -> resnet8x4", 72.50, 72.62), ("vgg13 -> vgg8", 70.36, 70.23))) + (
+    (_KDZOO[0], "ResNet-110 -> ResNet-20, CIFAR-10", _KDZOO[1], 92.37, 92.78),
+    (_KDZOO[0], "ResNet-110 -> ResNet-20, CIFAR-100", _KDZOO[1], 68.92, 69.78))
+PUBLISHED_SAME_NETWORK: tuple[Published, ...] = tuple(
+    (src, setting, regime, fsp - scratch) for src, setting, regime, scratch, fsp in _SAME_NETWORK)
+PUBLISHED_SMALLER: tuple[Published, ...] = tuple(
+    (src, setting, regime, fsp - scratch) for src, setting, regime, scratch, fsp in _SMALLER)
+
+
+def arch_depth(arch: str) -> int:
+    """Layers of a CIFAR ResNet name (resnet<6n+2>), 0 for other networks."""
+    tail = arch.removeprefix("resnet")
+    return int(tail) if arch.startswith("resnet") and tail.isdigit() else 0
 
 
 def baselines(add: AddTest, runs: pd.DataFrame, spec: ClaimSpec, select: Callable[..., pd.DataFrame]) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from fspbench.comparisons import Test
     from fspbench.spec import ClaimSpec, DesignSpec
+    from fspbench.survival import TimeToTarget
 
 
 def _number(v: Any) -> bool:
@@ -72,9 +73,11 @@ class FastOptimization(ClaimKind):
 
     def to_dict(self, spec: ClaimSpec) -> dict[str, Any]:
         d = asdict(spec)
-        d.pop("key")
+        for k in ("key", "headroom", "family", "correction", "calibrate", "headroom_gates"):
+            d.pop(k)
+        if not d["control_group"]:
+            d.pop("control_group")
         d["full_budget"] = d.pop("budget")
-        d.pop("headroom")
         return d
 
     def descriptive(self, add: AddTest, df: pd.DataFrame, runs: pd.DataFrame, spec: ClaimSpec,
@@ -92,35 +95,73 @@ class FastOptimization(ClaimKind):
         target = spec.target * float(scratch_f[col].mean())
         label = (f"{steps_label(fsp_f)} vs {steps_label(scratch_f)}; target {100 * target:.2f}% = {spec.target:g} x "
                  "scratch's full-budget mean on the curve's test images")
-        return to_target_tests(df, fsp_f, scratch_f, target, label), target
+        return to_target_tests(df, fsp_f, scratch_f, target, label, paired=spec.paired), target
 
 
 def to_target_tests(df: pd.DataFrame, fsp: pd.DataFrame, scratch: pd.DataFrame, target: float,
-                    label: str) -> list[Test]:
-    """Steps and seconds to ``target`` (curve_acc, interpolated), FSP / scratch as ratios of geometric means."""
+                    label: str, paired: bool = False) -> list[Test]:
+    """Steps and seconds to ``target`` (curve_acc, interpolated), censoring-aware (fspbench.survival).
+
+    A run that never reaches the target is right-censored at its budget (its last curve point's value of
+    the measure), never dropped. Per measure: each arm's Kaplan-Meier median with its 95% interval, the
+    log-rank p (``p_value``) and the restricted mean time to target up to the common horizon, FSP minus
+    scratch, with a bootstrap interval (pairs resampled together where ``paired`` and the arms' seed
+    indices match). The test's estimate and ci, the ratio of geometric means FSP / scratch with Welch's
+    interval on the logarithms, only where every run reached the target (NaN otherwise).
+    """
     import numpy as np
 
-    from fspbench import stats
+    from fspbench import stats, survival
     from fspbench.comparisons import Test, fails, steps_to_target
 
     ids = [*fsp["run_id"], *scratch["run_id"]]
     curves = {rid: c.sort_values("step") for rid, c in df[df["run_id"].isin(ids)].groupby("run_id")}
     hits = {rid: steps_to_target(c, target) for rid, c in curves.items()}
+    budgets = {rid: _budget(c) for rid, c in curves.items()}
+    paired = paired and list(fsp["seed_index"]) == list(scratch["seed_index"])
     out = []
     for metric, col, what in (
         ("main_steps_to_target_ratio", "main_step", "main-task steps only (as the paper counts)"),
         ("steps_to_target_ratio", "step", "all steps, stage 1 included"),
         ("time_to_target_ratio", "wall_time_s", "training seconds, teacher forward passes included"),
     ):
-        t = np.array([hits.get(r, {}).get(col, math.nan) for r in fsp["run_id"]], dtype=float)
-        c = np.array([hits.get(r, {}).get(col, math.nan) for r in scratch["run_id"]], dtype=float)
-        iv = stats.log_ratio_interval(t, c)  # NaN when a run never reached the target (censored)
+        t, c = (np.array([hits.get(r, {}).get(col, math.nan) for r in arm["run_id"]], dtype=float)
+                for arm in (fsp, scratch))
+        tb, cb = (np.array([budgets.get(r, {}).get(col, math.nan) for r in arm["run_id"]], dtype=float)
+                  for arm in (fsp, scratch))
+        iv = stats.log_ratio_interval(t, c)  # NaN unless every run reached the target
+        s = survival.time_to_target(t, tb, c, cb, paired=paired)
         out.append(Test(f"to_target_{col}", metric, "to_target", iv.estimate, (iv.low, iv.high), len(t) + len(c),
-                        tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", None,
-                        fails(fsp, scratch),
-                        target_acc=target, treatment_reached=int((~np.isnan(t)).sum()),
-                        control_reached=int((~np.isnan(c)).sum()),
-                        treatment_mean=float(np.nanmean(t)) if (~np.isnan(t)).any() else math.nan,
-                        control_mean=float(np.nanmean(c)) if (~np.isnan(c)).any() else math.nan,
-                        interpolation="linear between the curve points around the first crossing"))
+                        tuple(fsp["run_id"]), tuple(scratch["run_id"]), f"{what}; {label}", s.logrank_p,
+                        fails(fsp, scratch), n_treatment=len(t), n_control=len(c),
+                        target_acc=target, treatment_reached=s.treatment.reached,
+                        control_reached=s.control.reached,
+                        treatment_mean=_all_mean(t), control_mean=_all_mean(c),
+                        interpolation="linear between the curve points around the first crossing",
+                        **_survival_fields(s)))
     return out
+
+
+def _budget(curve: pd.DataFrame) -> dict[str, float]:
+    """A run's budget in each measure: its last curve point's main-task step, step and seconds."""
+    last = curve.iloc[-1]
+    return {"step": float(last["step"]), "main_step": float(last["stage_step"]) if last["stage"] == "main" else 0.0,
+            "wall_time_s": float(last["wall_time_s"])}
+
+
+def _all_mean(x: Any) -> float:
+    """The mean time to target of an arm whose every run reached it, else NaN (a mean of the reached is biased)."""
+    import numpy as np
+
+    arr = np.asarray(x, dtype=float)
+    return float(arr.mean()) if len(arr) and not np.isnan(arr).any() else math.nan
+
+
+def _survival_fields(s: TimeToTarget) -> dict[str, Any]:
+    """The Test fields of a survival comparison (Test's km_*, rmst_* and *_censored)."""
+    return {"treatment_censored": s.treatment.censored, "control_censored": s.control.censored,
+            "treatment_km_median": s.treatment.median, "treatment_km_low": s.treatment.low,
+            "treatment_km_high": s.treatment.high, "control_km_median": s.control.median,
+            "control_km_low": s.control.low, "control_km_high": s.control.high,
+            "rmst_horizon": s.horizon, "treatment_rmst": s.rmst_treatment, "control_rmst": s.rmst_control,
+            "rmst_diff": s.rmst_diff, "rmst_low": s.rmst_low, "rmst_high": s.rmst_high, "rmst_interval": s.interval}

@@ -21,6 +21,7 @@ from fspbench.ablation import ablation_json, ablation_of
 from fspbench.errors import BadInput, storage
 from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding, run_labels
 from fspbench.io import atomic_write_bytes
+from fspbench.registration import report_line
 from fspbench.report import figures, render, summaries, tables
 from fspbench.results import GridLedger, RunRecord, read_parquet
 from fspbench.store import Location, location
@@ -91,7 +92,7 @@ def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
     if ablation is not None:
         tbl["fsp_ablation"] = ablation
     paired = bool(bench.spec and bench.ablation and group_seeding(bench.spec).get(bench.ablation.reference))
-    abl = ablation_of(df, bench.ablation, paired=paired)
+    abl = ablation_of(df, bench.ablation, paired=paired, design=bench.design)
     if abl is not None:
         atomic_write_bytes(out_dir / "ablation.json",
                            (json.dumps(ablation_json(abl), indent=2, sort_keys=True) + "\n").encode())
@@ -121,6 +122,9 @@ def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
 
     # ---- report.md, report.html
     blocks = _blocks(bench, grid, a, tbl, fig_names)
+    registered = report_line(grid, records, designed=bench.design is not None)  # one line, after the opening one
+    if registered:
+        blocks.insert(2, ("p", registered))
     md, page = out_dir / "report.md", out_dir / "report.html"
     atomic_write_bytes(md, render.markdown(blocks).encode())
     atomic_write_bytes(page, render.html_page(blocks, f"FSP reproduction report: {bench.name}", fig_dir).encode())
@@ -242,8 +246,10 @@ def _arm_order(students: pd.DataFrame, a: analysis.Analysis) -> pd.DataFrame:
 def _test_rows(claim: analysis.Claim) -> pd.DataFrame:
     rows = []
     for t in claim.tests:
+        if t.role == "to_target":  # censoring-aware: their own table (_to_target_blocks)
+            continue
         unit = " (FSP / scratch)" if t.metric.endswith("_ratio") else " (points)"
-        kind = "repeated 95%" if t.role == "decides" else "95%"
+        kind = "repeated" if t.role == "decides" else (t.interval.split()[0] if t.interval else "95%")
         how = "log Welch" if t.metric.endswith("_ratio") else ("paired" if t.seeding == "paired" else "Welch")
         rows.append({"test": t.name, "role": t.role, "metric": t.metric + unit, "estimate": t.estimate,
                      "interval": f"{kind}, {how}", "CI": f"[{render.cell_text(t.ci[0])}, {render.cell_text(t.ci[1])}]",
@@ -252,12 +258,91 @@ def _test_rows(claim: analysis.Claim) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MEASURES = {"to_target_main_step": "main-task steps", "to_target_step": "all steps (stage 1 included)",
+            "to_target_wall_time_s": "training seconds"}
+
+
+def _amount(v: float | None, seconds: bool) -> str:
+    """A time to target: inf (never reached by half the runs) as "not reached", NaN or None as a dash."""
+    if v is None or v != v:
+        return "–"
+    if v == float("inf"):
+        return "not reached"
+    return f"{v:,.2f}" if seconds else f"{v:,.0f}"
+
+
+def _to_target_row(t: comparisons.Test) -> dict[str, str]:
+    """One measure's censoring-aware comparison: KM medians, log-rank p, RMST difference, ratio where defined."""
+    sec = t.name.endswith("wall_time_s")
+
+    def km(side: str) -> str:
+        med, lo, hi = (getattr(t, f"{side}_km_{k}") for k in ("median", "low", "high"))
+        return f"{_amount(med, sec)} [{_amount(lo, sec)}, {_amount(hi, sec)}]"
+
+    def diff(v: float | None) -> str:
+        return "–" if v is None or v != v else (f"{v:+,.2f}" if sec else f"{v:+,.0f}")
+
+    ratio = (f"{t.estimate:.3f} [{t.ci[0]:.3f}, {t.ci[1]:.3f}]" if t.estimate == t.estimate
+             else "– (censored runs)")
+    return {"measure": MEASURES.get(t.name, t.name),
+            "FSP: KM median [95% CI]": km("treatment"),
+            "FSP reached / censored": f"{t.treatment_reached} / {t.treatment_censored}",
+            "scratch: KM median [95% CI]": km("control"),
+            "scratch reached / censored": f"{t.control_reached} / {t.control_censored}",
+            "log-rank p": render.cell_text(t.p_value) if t.p_value is None or t.p_value >= 0.01
+            else f"{t.p_value:.2g}",
+            "RMST horizon": _amount(t.rmst_horizon, sec),
+            "RMST FSP - scratch [95% CI]": f"{diff(t.rmst_diff)} [{diff(t.rmst_low)}, {diff(t.rmst_high)}]",
+            "ratio of geometric means FSP / scratch [95% CI]": ratio}
+
+
+def _to_target_blocks(tests: list[comparisons.Test]) -> list[render.Block]:
+    """The time-to-target tests of a claim, censored runs kept (fspbench.survival), as a paragraph and a table."""
+    if not tests:
+        return []
+    t = tests[0]
+    text = (f"Steps to the target {100 * (t.target_acc or 0.0):.2f}% (on the curve points' test images, the same "
+            f"images as the target), the first look's seeds: reached by {t.treatment_reached} of "
+            f"{len(t.treatment_runs)} FSP runs and {t.control_reached} of {len(t.control_runs)} scratch runs, the "
+            "step where each curve crosses the target interpolated linearly between its two curve points. A run "
+            "that never reaches the target is right-censored at its budget (its last curve point), never dropped. "
+            "Medians are Kaplan-Meier (lifelines; 95% interval from the exponential Greenwood bands; not reached: "
+            "fewer than half the runs reached the target), the log-rank p is two-sided, and RMST is the restricted "
+            "mean time to target up to the common horizon (the smaller of the two arms' largest budgets), the "
+            f"difference FSP - scratch with its 95% interval ({t.rmst_interval or 'bootstrap'}; negative: FSP "
+            "reaches the target sooner). The ratio of geometric means (FSP / scratch, Welch's interval on the "
+            "logarithms) only where every run reached the target.")
+    return [("p", text), ("table", pd.DataFrame([_to_target_row(x) for x in tests]))]
+
+
 def _look_table(c: analysis.Claim) -> pd.DataFrame:
     return pd.DataFrame([{"look": f"{lk.look} of {c.max_looks}", "seeds per arm": lk.n,
-                          "estimate": lk.estimate, "repeated 95% CI": f"[{lk.low:+.2f}, {lk.high:+.2f}]",
+                          "estimate": lk.estimate, "repeated CI": f"[{lk.low:+.2f}, {lk.high:+.2f}]",
                           "z boundary": f"{lk.z:.3f}", "t critical": f"{lk.critical:.3f}",
+                          "critical (low, high side)": f"{lk.critical_low:.3f}, {lk.critical_high:.3f}",
                           "error spent (per side)": f"{lk.error_spent:.5f}",
                           "decision": lk.decision + (f" ({lk.gate})" if lk.gate else "")} for lk in c.looks])
+
+
+def _family_text(c: analysis.Claim) -> str:
+    """The claim's family, its correction, the calibration, the training subsets and the plain-t sensitivity."""
+    s = c.spec
+    if s is None:
+        return ""
+    fam = (f"One of a family of {len(s.family)} claims ({', '.join(s.family)}), Bonferroni: one-sided "
+           f"{s.claim_alpha:.4g} per side for this claim, {s.alpha:g} across the family. "
+           if s.correction == "bonferroni" and len(s.family) > 1 else f"One-sided {s.claim_alpha:g} per side. ")
+    cal = ("Critical values: the wider of the t one and the bootstrap-t of the look's data, side by side "
+           f"({analysis.CALIBRATION.describe()}). " if s.calibrate == "bootstrap_t" else "")
+    data = ("Student seed i of each arm trains on its own training subset (its teacher on the same one), so the "
+            "interval covers which training images were drawn. ")
+    sens = ""
+    if c.plain_t is not None:
+        v, look, low, high = c.plain_t
+        holds = "it holds" if v == c.verdict else "it does not hold"
+        sens = (f"Sensitivity: with the t critical values alone (same looks and gates) the verdict is {v} "
+                f"(look {look}, [{low:+.2f}, {high:+.2f}]): {holds}.")
+    return fam + cal + data + sens
 
 
 def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.DataFrame]) -> list[render.Block]:
@@ -268,7 +353,7 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
     b += [
         ("p", f"**Verdict: {c.verdict}**, {_where(c)}: {c.reason}. Rule: {c.rule}."),
         ("p", f"**Design:** {c.design}. The interval: {comparisons.INTERVALS[c.seeding]}, repeated (its coverage "
-              "holds over all looks at once)."),
+              "holds over all looks at once). " + _family_text(c)),
         ("p", f"**Regime:** {summaries.regime_text(c)}."),
         ("p", c.summary + "."),
         ("table", _look_table(c)),
@@ -276,7 +361,7 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
     seeds = f"{c.power_n} seeds per arm" if c.power_n is not None else "more than 2,000 seeds per arm"
     b.append(("p", f"Power: a fixed design would need **{seeds} for {analysis.POWER:.0%} power** at a true distance "
                    f"of {c.power_effect:g} points from the decision boundary (noncentral t, one-sided "
-                   f"{c.spec.alpha if c.spec else 0.025:g}, at the observed spread of the last look)."))
+                   f"{c.spec.claim_alpha if c.spec else 0.025:.4g}, at the observed spread of the last look)."))
     if c.by_margin:
         b.append(("p", "The same repeated interval read at other margins (descriptive: only the declared margin "
                        "decides):"))
@@ -284,15 +369,7 @@ def _claim_blocks(c: analysis.Claim, figs: dict[str, str], tbl: dict[str, pd.Dat
                                          for m, v in c.by_margin.items()])))
     if c.tests:
         b.append(("table", _test_rows(c)))
-        ratios = [t for t in c.tests if t.metric.endswith("_ratio")]
-        if ratios:
-            t = ratios[0]
-            b.append(("p", f"Steps to the target {100 * (t.target_acc or 0.0):.2f}% (on the curve points' test images, "
-                           f"the same images as the target): reached by {t.treatment_reached} of "
-                           f"{len(t.treatment_runs)} FSP runs and {t.control_reached} of "
-                           f"{len(t.control_runs)} scratch runs (the first look's seeds), the step where each "
-                           "curve crosses the target interpolated linearly between its two curve points. Ratios are "
-                           "of geometric means, FSP / scratch, with Welch's interval on the logarithms."))
+        b += _to_target_blocks([t for t in c.tests if t.role == "to_target"])
     effects = tbl.get(f"effects_{c.key}")
     if effects is not None and not effects.empty:
         b += [("p", "The effect beside published ones (differences in points; levels from other data sets are "
@@ -367,7 +444,7 @@ def _blocks(bench: Benchmark, grid: GridLedger, a: analysis.Analysis, tbl: dict[
                   for c in a.claims]),
     ]
     if "looks" in figs:
-        b.append(("figure", figs["looks"], "Each claim's estimate and repeated 95% interval at every look, by seeds "
+        b.append(("figure", figs["looks"], "Each claim's estimate and repeated interval at every look, by seeds "
                                            "per arm; the claim stopped at the last look drawn"))
     if "forest" in figs:
         b.append(("figure", figs["forest"],

@@ -185,7 +185,7 @@ def steps_to_target(per_run: pd.DataFrame, target: float, title: str) -> Figure:
 
 
 def look_paths(rows: pd.DataFrame, boundaries: dict[str, list[float]], titles: dict[str, str]) -> Figure:
-    """Each claim's path across its looks: the estimate and its repeated 95% interval at n seeds per arm.
+    """Each claim's path across its looks: the estimate and its repeated interval at n seeds per arm.
 
     ``rows``: summaries.look_rows (claim, look, n, estimate, low, high, decision); ``boundaries``: claim ->
     the decision lines (0 and the smallest effect of interest, or -margin).
@@ -208,7 +208,7 @@ def look_paths(rows: pd.DataFrame, boundaries: dict[str, list[float]], titles: d
         ax.set_xlabel("seeds per arm at the look")
         ax.set_title(titles[claim], fontsize=9, loc="left")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("FSP minus scratch (points), repeated 95% interval")
+    axes[0].set_ylabel("FSP minus scratch (points), repeated interval")
     fig.suptitle("Each claim across its looks (green: supported, red: contradicted, black: open); dashed: the "
                  "smallest effect of interest or -margin", fontsize=9)
     return fig

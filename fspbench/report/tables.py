@@ -44,7 +44,9 @@ def verdict_panel(analysis: Analysis) -> pd.DataFrame:
                      "look": f"{lk.look} of {c.max_looks}" if lk else "", "n_per_arm": lk.n if lk else 0,
                      "estimate": t.estimate if t else math.nan, "ci_low": t.ci[0] if t else math.nan,
                      "ci_high": t.ci[1] if t else math.nan, "critical_value": lk.critical if lk else math.nan,
-                     "seeding": c.seeding, "interval": f"repeated 95%, {INTERVALS[c.seeding]}" if c.seeding else "",
+                     "seeding": c.seeding,
+                     "interval": (f"repeated, one-sided {c.spec.claim_alpha:.4g} per side, {INTERVALS[c.seeding]}"
+                                  if c.seeding and c.spec else ""),
                      "epochs_per_run": reg.epochs if reg else math.nan,
                      "doubling_gain_scratch": g.estimate if g else math.nan,
                      "doubling_ci_high_scratch": g.ci[1] if g else math.nan,
