@@ -16,7 +16,7 @@ from scipy import stats as sps
 from fspbench import comparisons, sequential
 from fspbench.ablation import ablation_json, ablation_of
 from fspbench.analysis import analyze, claims_json, final_runs, steps_to_target
-from fspbench.spec import AblationSpec, ClaimSpec
+from fspbench.spec import AblationSpec, ClaimSpec, DesignSpec
 
 K, N = 5, 15  # seeds per look, seeds at the last look
 
@@ -63,11 +63,12 @@ def _finals(mean: float, n: int = N, spread: float = 0.002, seed: int = 0) -> np
 
 def _claim_rows(group: str, budget: int, fsp: np.ndarray, scratch: np.ndarray, init: int = 30,
                 gain: tuple[float, float] = (0.0, 0.0), teacher_acc: float = 0.95) -> list[dict]:
-    """The deciding arms (FSP and scratch at the full budget) and the regime arms at 2x (first look's seeds),
-    each 2x run ``gain`` (fraction) above its F partner: gain (0, 0) is a converged regime."""
+    """The deciding arms (FSP and scratch at the full budget) and the regime arms at 2x (every look's seeds: the
+    regime is checked at each look), each 2x run ``gain`` (fraction) above its F partner: gain (0, 0) is a
+    converged regime."""
     rows = _arm(group, "fsp", budget, fsp, init, teacher_acc) + _arm(group, "scratch", budget, scratch)
-    rows += _arm(group, "fsp", 2 * budget, fsp[:K] + gain[0], init, teacher_acc)
-    rows += _arm(group, "scratch", 2 * budget, scratch[:K] + gain[1])
+    rows += _arm(group, "fsp", 2 * budget, fsp + gain[0], init, None)
+    rows += _arm(group, "scratch", 2 * budget, scratch + gain[1])
     return rows
 
 
@@ -134,29 +135,45 @@ def test_each_look_is_the_repeated_interval_of_its_seeds() -> None:
 
 def test_not_converged_stops_at_the_first_look_inconclusive() -> None:
     fsp, scratch = _finals(0.85), _finals(0.80, seed=1)
-    for gain, who in (((0.0, 0.03), "scratch"), ((0.03, 0.0), "FSP")):
+    for gain, who, how in (((0.0, 0.03), "scratch", "still gains"), ((0.03, 0.0), "FSP", "still gains"),
+                           ((0.0, -0.03), "scratch", "overfitting"), ((-0.03, 0.0), "FSP", "overfitting")):
         claim = _one(_claim_rows("g", 100, fsp, scratch, gain=gain), spec())
         assert claim.verdict == "inconclusive" and claim.stopped_at == 1 and not claim.open
-        assert claim.reason.startswith("not converged") and f"doubling {who}'s budget" in claim.reason
+        assert f"not converged: doubling {who}'s budget" in claim.reason and how in claim.reason
         assert claim.regime.converged is False
     js = claims_json(analyze(pd.DataFrame(_claim_rows("g", 100, fsp, scratch, gain=(0.0, 0.03))),
                              {"better_accuracy": spec()}))["better_accuracy"]
     assert js["regime"]["converged"] is False and js["regime"]["doubling_gain"] == pytest.approx(3.0, abs=0.1)
     assert js["regime"]["epochs_per_run"] == pytest.approx(100 * 64 / 1000)
-    # the doubling checks are paired: the 2x run of seed i against the 1x run of seed i
+    # the doubling checks are paired: the 2x run of seed i against the 1x run of seed i, a 90% interval
     gain = next(t for t in claim.tests if t.name == "doubling_gain")
-    assert gain.seeding == "paired" and gain.n_treatment == K
+    assert gain.seeding == "paired" and gain.n_treatment == K and gain.interval == "90% interval"
 
 
-def test_without_headroom_a_look_decides_nothing() -> None:
+def test_convergence_is_two_sided_and_checked_at_every_look() -> None:
+    """A doubling gain whose 90% interval straddles +-0.5 decides nothing (the look is gated) until the
+    interval lies within +-0.5; a regime that loses more than 0.5 points stops as overfitting."""
+    fsp, scratch = _finals(0.85), _finals(0.80, seed=1)
+    rows = _arm("g", "fsp", 100, fsp, 30) + _arm("g", "scratch", 100, scratch)
+    rows += _arm("g", "fsp", 200, fsp, 30, None)
+    noisy = scratch + np.r_[0.012, -0.012, 0.011, -0.011, 0.0, np.zeros(N - K)]  # wide at look 1, narrow after
+    rows += _arm("g", "scratch", 200, noisy)
+    claim = _one(rows, spec())
+    assert claim.looks[0].decision == "open" and claim.looks[0].gate.startswith("convergence not shown")
+    assert claim.verdict == "supported" and claim.stopped_at == 2
+
+
+def test_without_headroom_the_claim_stops_and_an_unshown_headroom_decides_nothing() -> None:
     fsp, scratch = _finals(0.85), _finals(0.80, seed=1)
     weak = _one(_claim_rows("g", 100, fsp, scratch, teacher_acc=0.81), spec(headroom=2.0))  # 1 point ahead
-    assert weak.verdict == "inconclusive" and weak.stopped_at == 3 and "no headroom" in weak.reason
-    assert all(lk.decision == "supported" and lk.gate.startswith("no headroom") for lk in weak.looks) is False
+    assert weak.verdict == "inconclusive" and weak.stopped_at == 1 and "no headroom" in weak.reason
     assert weak.regime.has_headroom is False and weak.regime.headroom.estimate == pytest.approx(1.0, abs=0.2)
     strong = _one(_claim_rows("g", 100, fsp, scratch, teacher_acc=0.95), spec(headroom=2.0))
     assert strong.verdict == "supported" and strong.regime.has_headroom is True
     assert strong.regime.headroom.metric == "headroom" and strong.regime.teacher_images == 5000
+    # better_accuracy's own form (headroom_gates False): the lead is reported, it gates nothing
+    reported = _one(_claim_rows("g", 100, fsp, scratch, teacher_acc=0.81), spec(headroom=2.0, headroom_gates=False))
+    assert reported.verdict == "supported" and reported.regime.headroom.estimate == pytest.approx(1.0, abs=0.2)
 
 
 def test_every_fsp_student_has_its_own_teacher_and_a_gain_against_it() -> None:
@@ -301,6 +318,42 @@ def test_ablation_answers_yes_no_inconclusive() -> None:
     js = ablation_json(abl)
     assert [a["changes_accuracy"] for a in js["arms"]] == ["yes", "no", "inconclusive"]
     assert ablation_of(pd.DataFrame(rows), None) is None
+
+
+def _paired_ablation_rows(arms: dict[str, tuple[float, float]], ref_gain: float = 0.0) -> list[dict]:
+    """A paired [design] ablation: 10 seeds per arm, arm i shares seed index i with the reference; each arm's
+    finals are the reference's plus (shift, noise) points; the reference's scratch and FSP at 2F gain ref_gain."""
+    rng = np.random.default_rng(4)
+    base = 0.85 + 0.004 * rng.standard_normal(10)
+    rows = _arm("paper", "fsp", 100, base, 30) + _arm("paper", "scratch", 100, base - 0.05)
+    rows += _arm("paper", "fsp", 200, base + ref_gain, 30, None) + _arm("paper", "scratch", 200, base - 0.05 + ref_gain)
+    for g, (shift, noise) in arms.items():
+        rows += _arm(g, "fsp", 100, base + shift / 100 + noise / 100 * rng.standard_normal(10), 30)
+    return rows
+
+
+def test_a_paired_design_ablation_decides_each_arm_at_alpha_over_the_arms() -> None:
+    arms = {"moved": (-2.0, 0.2), "same": (0.02, 0.05), "noisy": (0.3, 1.5)}
+    spec = AblationSpec("paper", tuple(arms), 100)
+    design = DesignSpec("paired", look_every=10, max_seeds=10, calibrate="none")
+    abl = ablation_of(pd.DataFrame(_paired_ablation_rows(arms)), spec, paired=True, design=design)
+    assert abl is not None and abl.design is not None
+    assert abl.design["alpha_per_side"] == pytest.approx(0.025 / 3, abs=1e-6)
+    answers = {a.group: a.changes_accuracy for a in abl.arms}
+    assert answers == {"moved": "yes", "same": "no", "noisy": "inconclusive"}
+    moved = next(a for a in abl.arms if a.group == "moved")
+    assert moved.decided_at == 1 and moved.vs_reference.seeding == "paired"
+    # the repeated interval at 0.025 / 3 per side: wider than the plain paired 95% one, by the t quantiles' ratio
+    plain = comparisons.compare_accuracy("x", *comparisons.pairs(
+        *(comparisons.select(final_runs(pd.DataFrame(_paired_ablation_rows(arms))), g, "fsp", None, 100)
+          for g in ("moved", "paper"))), "", paired=True)
+    ratio = (moved.vs_reference.ci[1] - moved.vs_reference.ci[0]) / (plain.ci[1] - plain.ci[0])
+    assert ratio == pytest.approx(sps.t.isf(0.025 / 3, 9) / sps.t.isf(0.025, 9), rel=1e-6)
+    # a reference that still gains 2 points from doubling: nothing is decided, and the reason says why
+    failed = ablation_of(pd.DataFrame(_paired_ablation_rows(arms, ref_gain=0.02)), spec, paired=True, design=design)
+    assert failed is not None and all(a.changes_accuracy == "inconclusive" and "not converged" in a.why
+                                      for a in failed.arms)
+    assert ablation_json(abl)["arms"][0]["decided_at_look"] == 1
 
 
 def test_a_tests_typed_fields_are_claims_json_extra_object() -> None:

@@ -64,6 +64,19 @@ def test_default_verdicts_carry_their_regime_and_recompute_from_parquet() -> Non
             assert set(two["budget"]) == {2 * reg["full_budget"]} and set(one["budget"]) == {reg["full_budget"]}
             assert list(two["seed"]) == list(one["seed"]) and gain["seeding"] == "paired"
     assert claims["better_accuracy"]["regime"]["has_headroom"] is not None
+    # the records: every arm holds as many training subsets as runs, and each better-accuracy teacher trained on
+    # exactly its student's images (same task, classes, images per class, size and subset draw)
+    runs = ROOT / "results" / "default" / "runs"
+    config = {p.stem: json.loads(p.read_text())["config"] for p in runs.glob("*.json")}
+    data = ("task", "classes", "train_per_class", "image_size", "subset_seed")
+    for key, c in claims.items():
+        lk = c["looks"][-1]
+        for arm in (lk["treatment_runs"], lk["control_runs"]):
+            assert len({config[r]["subset_seed"] for r in arm}) == len(arm), key
+        if key in ("better_accuracy", "network_minimization"):
+            for r in lk["treatment_runs"]:
+                teacher = last.loc[r, "teacher_run_id"]
+                assert [config[teacher][k] for k in data] == [config[r][k] for k in data], (key, r)
 
 
 @pytest.mark.skipif("default" not in COMMITTED, reason="results/default is not committed in this checkout")

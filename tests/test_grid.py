@@ -25,6 +25,9 @@ def expected_counts(raw: dict) -> tuple[int, int]:
     if design is None:
         teachers = sum(len(t["seeds"]) for t in raw.get("teachers", {}).values())
     students, teacher_seeds = 0, set()
+    # a claim's group after the first with scratch students of its own draws offset seeds (and so its own teachers)
+    claim_groups = [n for n, g in raw["students"].items() if "scratch" in g["methods"]
+                    and any(c["group"] == n for c in raw.get("claims", {}).values())]
     for name, g in raw["students"].items():
         b = g["budgets"]
         per_arch_seed = sum(len(b[m]) for m in g["methods"]) if isinstance(b, dict) else len(g["methods"]) * len(b)
@@ -34,7 +37,8 @@ def expected_counts(raw: dict) -> tuple[int, int]:
             paired = {c.get("seeding", design["seeding"]) for c in raw.get("claims", {}).values()
                       if c["group"] == name} or {design["seeding"]}
             users = [m for m in g["methods"] if m != "scratch"]
-            streams = ["paired"] if paired == {"paired"} else [f"{name}/{m}" for m in users]
+            offset = name if name in claim_groups[1:] else ""
+            streams = [f"paired{offset}"] if paired == {"paired"} else [f"{name}/{m}" for m in users]
             teacher_seeds |= {(g["teacher"], s, i) for s in streams for i in range(n)}
     return (len(teacher_seeds) if design else teachers), students
 
@@ -55,41 +59,48 @@ def test_preset_counts(preset: Benchmark) -> None:
     assert (len(preset.teachers), len(preset.students)) == (teachers, students)
     assert preset.runs == [*preset.teachers, *preset.students]
     assert preset.name == preset.path.stem
-    assert set(preset.claims) == {"fast_optimization", "better_accuracy", "cross_task_transfer"}
+    assert set(preset.claims) == {"fast_optimization", "better_accuracy", "network_minimization",
+                                  "cross_task_transfer"}
     assert preset.design is not None and preset.design.max_seeds % preset.design.look_every == 0
 
 
 def test_preset_counts_by_hand() -> None:
     """The arithmetic of the first look spelled out once, so a preset edit that changes the grid is noticed."""
     counts = {n: (len(b.teachers), len(b.students)) for n in PRESETS for b in [load_benchmark(n, "/tmp/r")]}
-    # smoke, 2 seeds: main (fsp 4 + scratch 5 + kd 1 + fitnet 1 + at 1 budgets), cross (2 + 3), bf16 (1 + 1),
-    # the ablation arm (1); teachers: one per paired seed (main, bf16 and the arm share them) + one per cross FSP seed
-    assert counts["smoke"] == (2 + 2, (12 + 5 + 2 + 1) * 2)
+    # smoke, 2 seeds: main (fsp 4 + scratch 5 + kd 1 + fitnet 1 + at 1 budgets), small (fsp 2: its control is
+    # main's scratch), cross (2 + 3), bf16 (1 + 1), the ablation arm (1); teachers: one per paired seed of t8 (main,
+    # bf16 and the arm share them), of t14 (small), and one per cross FSP seed (independent)
+    assert counts["smoke"] == (2 + 2 + 2, (12 + 2 + 5 + 2 + 1) * 2)
     look1 = {n: load_benchmark(n, "/tmp/r").design.look_every for n in PRESETS}
     k = look1["default"]
-    assert counts["default"] == (2 * k, (11 + 5) * k)  # main and cross as in smoke, paired
+    # default: main (fsp 3 + scratch 4 + kd + fitnet), small (fsp 2), cross (2 + 3); a teacher table each
+    assert counts["default"] == (3 * k, (9 + 2 + 5) * k)
     # full, 10 seeds: fast (fsp 3 + scratch 2, independent: its own teachers), main (fsp 4 + scratch 5 + kd + fitnet,
     # a ResNet-20 teacher per paired seed), cross (2 + 3, paired)
     k = look1["full"]
     assert counts["full"] == (3 * k, (5 + 11 + 5) * k)
     # paper, 3 seeds: c10_fast (3 + 3), c10_minimize (2 + 2 + 1 + 1), c100 (3), cub (2 + 2); a teacher per paired
-    # seed of each teacher table (c10_fast and c10_minimize share theirs: different claims, one teacher per student)
+    # seed of each group (c10_minimize, a second claim group with scratch students of its own, draws offset seeds,
+    # so it no longer shares c10_fast's teachers)
     k = look1["paper"]
-    assert counts["paper"] == (3 * k, (6 + 6 + 3 + 4) * k)
+    assert counts["paper"] == (4 * k, (6 + 6 + 3 + 4) * k)
     ablation = load_benchmark("ablation", "/tmp/r")
-    # the reference group: fsp 1 + scratch 2 budgets; 7 arms of fsp; 5 seeds each
-    assert (len(ablation.teachers), len(ablation.students)) == (2, (3 + 7) * 5)
+    # a [design] grid of one look: the reference (fsp 2 + scratch 2 budgets) and 7 arms of fsp, 10 paired seeds,
+    # one teacher per seed shared by every arm
+    k = ablation.design.look_every
+    assert (len(ablation.teachers), len(ablation.students)) == (k, (4 + 7) * k)
 
 
-def test_worst_case_adds_only_the_deciding_arms(tmp_path: Path) -> None:
+def test_worst_case_adds_only_the_deciding_and_regime_arms(tmp_path: Path) -> None:
     b = load_benchmark("default", tmp_path)
     d = b.design
     last = at_look(b, {c: d.max_seeds for c in b.claims})
     new = [r for r in last.students if r.run_id not in {x.run_id for x in b.students}]
     arms = {(r.group, r.config.method, r.config.steps) for r in new}
-    assert arms == {(c.group, m, s) for c in b.claims.values() for m, s in c.deciding_arms()}
+    assert arms == {(c.control if m == "scratch" else c.group, m, s) for c in b.claims.values()
+                    for m, s in (*c.deciding_arms(), *c.regime_arms())}
     assert all(r.seed_index >= d.look_every for r in new)
-    assert len(last.teachers) == 2 * d.max_seeds  # one per FSP student seed, main and cross
+    assert len(last.teachers) == 3 * d.max_seeds  # one per FSP student seed: main, small and cross
 
 
 def test_ablation_preset_changes_one_fsp_choice_per_arm() -> None:
@@ -102,10 +113,12 @@ def test_ablation_preset_changes_one_fsp_choice_per_arm() -> None:
                                                                                               *spec.arms]}
     assert all(len(v) == 1 for v in ident.values())  # one setting per arm
     assert len({v.pop() for v in ident.values()}) == 8  # all different
-    fsp = [s for s in b.students if s.config.method == "fsp"]
+    fsp = [s for s in b.students if s.config.method == "fsp" and s.config.steps == spec.budget]
     assert len({(s.config.steps, s.config.init_steps, s.config.lr) for s in fsp}) == 1  # only the loss changes
-    for g in [spec.reference, *spec.arms]:
-        assert len({s.config.seed for s in fsp if s.group == g}) >= 5
+    for g in [spec.reference, *spec.arms]:  # paired: every arm has seed i, subset i and teacher i of the reference
+        mine = {(s.config.seed, s.config.subset_seed, s.teacher_run_id) for s in fsp if s.group == g}
+        assert mine == {(s.config.seed, s.config.subset_seed, s.teacher_run_id) for s in fsp
+                        if s.group == spec.reference} and len(mine) == b.design.max_seeds
 
 
 def test_teacher_links(preset: Benchmark) -> None:
@@ -133,14 +146,23 @@ def test_ids_stable_and_distinct(preset: Benchmark, tmp_path: Path) -> None:
 
 
 def test_claims_reference_the_grid(preset: Benchmark) -> None:
-    for claim in (c.to_dict() for c in preset.claims.values()):
-        runs = [s for s in preset.students if s.group == claim["group"] and s.config.arch == claim["arch"]]
-        methods = {s.config.method for s in runs}
-        assert {"fsp", "scratch"} <= methods
+    for spec in preset.claims.values():
+        claim = spec.to_dict()
+        runs = [s for s in preset.students if s.group in (spec.group, spec.control) and s.config.arch == claim["arch"]]
+        assert {"fsp"} <= {s.config.method for s in runs if s.group == spec.group}
+        assert {"scratch"} <= {s.config.method for s in runs if s.group == spec.control}
         f = claim.get("budget", claim.get("full_budget"))
         for m in ("fsp", "scratch"):  # the deciding budget and the regime check's 2F
             for steps in (f, 2 * f):
                 assert any(s.config.method == m and s.config.steps == steps for s in runs), (m, steps)
+        if spec.key in ("better_accuracy", "network_minimization"):  # the teacher saw exactly its student's images
+            by_id = {t.run_id: t for t in preset.teachers}
+            for s in runs:
+                if s.teacher_run_id and s.group == spec.group:
+                    t = by_id[s.teacher_run_id].config
+                    assert (t.task, t.classes, t.train_per_class, t.image_size, t.subset_seed) == (
+                        s.config.task, s.config.classes, s.config.train_per_class, s.config.image_size,
+                        s.config.subset_seed)
     fast = preset.claims["fast_optimization"].to_dict()
     assert set(fast) == {"group", "arch", "short_budget", "full_budget", "margin", "target", "seeding", "look_every",
                          "max_seeds", "alpha", "smallest_effect"}
@@ -167,25 +189,28 @@ def test_design_of_the_presets(name: str) -> None:
     """Each claim at the full budget F with its regime checks (scratch and FSP at 2F), FSP's stage 1 and short
     stage 2 at F/3, the compute-matched controls and the budget sweep beside better_accuracy."""
     b = load_benchmark(name, "/tmp/r")
-    keys = ("fast_optimization", "better_accuracy", "cross_task_transfer")
-    fast, better, cross = (b.claims[k].to_dict() for k in keys)
+    fast = b.claims["fast_optimization"].to_dict()
     full = fast["full_budget"]
-    assert fast["short_budget"] * 3 == pytest.approx(full, abs=1) and better["budget"] == full
-    for claim in (better, cross):
-        f = claim["budget"]
-        runs = [s for s in b.students if s.group == claim["group"]]
-        budgets = {m: {s.config.steps for s in runs if s.config.method == m} for m in {s.config.method for s in runs}}
-        init = {next(st.steps for st in methods.get("fsp").plan(s.config) if st.name == "init")
-                for s in runs if s.config.method == "fsp"}
+    assert fast["short_budget"] * 3 == pytest.approx(full, abs=1)
+    for key in ("better_accuracy", "network_minimization", "cross_task_transfer"):
+        c = b.claims[key]
+        f = c.budget
+        fsp = [s for s in b.students if s.group == c.group and s.config.method == "fsp"]
+        scratch = {s.config.steps for s in b.students if s.group == c.control and s.config.method == "scratch"}
+        init = {next(st.steps for st in methods.get("fsp").plan(s.config) if st.name == "init") for s in fsp}
         assert len(init) == 1 and 3 * init.pop() == pytest.approx(f, abs=1)  # stage 1 = F/3
-        assert {f, 2 * f, f + round(f / 3)} <= budgets["scratch"]  # full, regime check, total steps matched
-        assert {f, 2 * f} <= budgets["fsp"]
-    main = [s for s in b.students if s.group == better["group"]]
+        assert {f, 2 * f} <= scratch and {f, 2 * f} <= {s.config.steps for s in fsp}  # full and the regime check
+    # one group sets FSP beside KD, FitNet, total-steps-matched scratch and the budget sweep
+    main = next(g for g in {s.group for s in b.students}
+                if {"kd", "fitnet"} <= {s.config.method for s in b.students if s.group == g})
+    runs = [s for s in b.students if s.group == main]
     extra = {"at"} if name == "smoke" else set()  # attention transfer beside KD and FitNet in the smoke grid
-    assert {s.config.method for s in main} == {"fsp", "fitnet", "kd", "scratch"} | extra
-    sweep = {s.config.steps for s in main if s.config.method == "fsp"} & {s.config.steps for s in main
-                                                                        if s.config.method == "scratch"}
-    assert {round(full / 9), round(full / 3), full} <= sweep
+    assert {s.config.method for s in runs} == {"fsp", "fitnet", "kd", "scratch"} | extra
+    f = next(c.budget for c in b.claims.values() if c.group == main and c.key != "fast_optimization")
+    scratch = {s.config.steps for s in runs if s.config.method == "scratch"}
+    assert f + round(f / 3) in scratch  # total steps matched
+    sweep = {s.config.steps for s in runs if s.config.method == "fsp"} & scratch
+    assert {round(f / 3), f} <= sweep
     assert b.claims["better_accuracy"].headroom == 2.0 or name == "smoke"
 
 
@@ -295,8 +320,17 @@ def test_design_seeds_independent_and_paired(tmp_path: Path) -> None:
     assert sorted(t.config.seed for t in b.teachers) == [101000, 101001]
     later = at_look(b, {"fast_optimization": 4, "better_accuracy": 2})
     grown = {arm: sum(1 for r in later.students if (r.config.method, r.config.steps) == arm) for arm in arms}
-    assert grown == {("fsp", 20): 4, ("scratch", 60): 4, ("fsp", 60): 2, ("fsp", 120): 2, ("scratch", 20): 2,
-                     ("scratch", 120): 2}
+    # the deciding arms and the regime arms (scratch and FSP at F and 2F: checked at every look) of the open claim
+    assert grown == {("fsp", 20): 4, ("scratch", 60): 4, ("fsp", 60): 4, ("fsp", 120): 4, ("scratch", 20): 2,
+                     ("scratch", 120): 4}
+    # subsets per seed: student seed s draws training subset s, its teacher the same one
+    by_id = {t.run_id: t for t in later.teachers}
+    assert all(r.config.subset_seed == r.config.seed for r in later.students)
+    assert all(by_id[r.teacher_run_id].config.subset_seed == r.config.subset_seed
+               for r in later.students if r.teacher_run_id)
+    for arm in arms:
+        sel = [r for r in later.students if (r.config.method, r.config.steps) == arm]
+        assert len({r.config.subset_seed for r in sel}) == len(sel)  # an arm of n runs draws n subsets
     assert {r.run_id for r in b.runs} <= {r.run_id for r in later.runs}  # earlier looks' runs are reused
     assert sorted(s.seed_index for s in later.students if (s.config.method, s.config.steps) == ("fsp", 20)) == \
         [0, 1, 2, 3]

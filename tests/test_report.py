@@ -121,6 +121,27 @@ def _interval(a: np.ndarray, b: np.ndarray, paired: bool, level: float = 0.95) -
     return est, se, float(res.df), ci.low, ci.high
 
 
+def _calibrated(a: np.ndarray, b: np.ndarray, paired: bool, crit: float, p: float, j: int,
+                cal: dict | None) -> tuple[float, float]:
+    """The look's (low-side, high-side) critical values as claims.json's calibration states them, with numpy
+    alone: the studentised bootstrap quantiles, never below the t critical value."""
+    n = len(a)
+    if cal is None or n < cal["min_n"] or p * cal["resamples"] < cal["min_tail"]:
+        return crit, crit
+    rng = np.random.default_rng(cal["seed"] + j)
+    if paired:
+        d = a - b
+        ds = d[rng.integers(0, n, size=(cal["resamples"], n))]
+        t_star = (ds.mean(axis=1) - d.mean()) / (ds.std(axis=1, ddof=1) / np.sqrt(n))
+    else:
+        xa = a[rng.integers(0, n, size=(cal["resamples"], n))]
+        xb = b[rng.integers(0, len(b), size=(cal["resamples"], len(b)))]
+        se = np.sqrt(xa.var(axis=1, ddof=1) / n + xb.var(axis=1, ddof=1) / len(b))
+        t_star = (xa.mean(axis=1) - xb.mean(axis=1) - (a.mean() - b.mean())) / se
+    t_star = t_star[np.isfinite(t_star)]
+    return max(crit, float(np.quantile(t_star, 1 - p))), max(crit, float(-np.quantile(t_star, p)))
+
+
 def recompute_claims(df: pd.DataFrame, claims: dict) -> int:
     """Every look and every accuracy test of claims.json from runs.parquet's columns, with scipy only (not
     fspbench): estimates, SEs and df to 1e-6; each repeated interval from its t critical value, the critical
@@ -134,6 +155,9 @@ def recompute_claims(df: pd.DataFrame, claims: dict) -> int:
             continue
         paired = c["design"]["seeding"] == "paired"
         frac = np.array([lk["n_per_arm"] / c["design"]["max_seeds"] for lk in c["looks"]])
+        if c["design"]["correction"] == "bonferroni":  # the family's level split evenly over its claims
+            assert c["design"]["alpha_per_side"] == pytest.approx(
+                c["design"]["family_alpha_per_side"] / len(c["design"]["family"]), abs=1e-6)
         spent = 2 - 2 * sps.norm.cdf(sps.norm.isf(c["design"]["alpha_per_side"] / 2) / np.sqrt(frac))
         for j, lk in enumerate(c["looks"]):
             a, b = final[lk["treatment_runs"]].to_numpy(), final[lk["control_runs"]].to_numpy()
@@ -144,7 +168,12 @@ def recompute_claims(df: pd.DataFrame, claims: dict) -> int:
             # rounding of z by 5e-7 moves c by 1e-6 of itself), the interval from the critical value
             crit = lk["critical_value"]
             assert crit == pytest.approx(sps.t.isf(sps.norm.sf(lk["z_boundary"]), dof), rel=1e-5)
-            assert lk["repeated_ci"] == pytest.approx([est - crit * se, est + crit * se], rel=1e-6, abs=1e-6)
+            low_c, high_c = _calibrated(a, b, paired, crit, sps.norm.sf(lk["z_boundary"]), j,
+                                        c["design"].get("calibration"))
+            assert (lk["critical_value_low"], lk["critical_value_high"]) == pytest.approx((low_c, high_c), rel=1e-5)
+            # never narrower than the t interval at the claim's (corrected) level
+            assert min(lk["critical_value_low"], lk["critical_value_high"]) >= crit - 1e-6
+            assert lk["repeated_ci"] == pytest.approx([est - low_c * se, est + high_c * se], rel=1e-6, abs=1e-6)
             assert lk["alpha_spent"] == pytest.approx(spent[j], abs=1e-6)
             t = frac[: j + 1]
             cov = np.sqrt(np.minimum.outer(t, t) / np.maximum.outer(t, t))
@@ -156,7 +185,10 @@ def recompute_claims(df: pd.DataFrame, claims: dict) -> int:
             if t["metric"] not in ("final_acc_diff", "doubling_gain") or t["role"] == "decides":
                 continue
             a, b = final[t["treatment_runs"]].to_numpy(), final[t["control_runs"]].to_numpy()
-            est, _, _, low, high = _interval(a, b, t["seeding"] == "paired")
+            # the regime checks' intervals are 90% (two one-sided tests at 0.05), the others 95%
+            words = t["extra"].get("interval") or "95% interval"
+            level = float(words.split("%")[0]) / 100 if words[0].isdigit() else 0.95
+            est, _, _, low, high = _interval(a, b, t["seeding"] == "paired", level)
             assert t["estimate"] == pytest.approx(est, abs=1e-6), t["name"]
             assert t["ci"] == pytest.approx([low, high], abs=1e-6), t["name"]
             assert t["n"] == len(a) + len(b)
@@ -170,7 +202,9 @@ def recompute_claims(df: pd.DataFrame, claims: dict) -> int:
         assert (shared == set(treat["seed"])) if paired else not shared
         # ... and it has as many distinct teachers as runs
         assert treat["teacher_run_id"].nunique() == len(treat)
-        assert pd.concat([treat, ctrl])["group"].nunique() == 1
+        # one group, or the control arm of the group the claim names (control_group: the same images and seeds)
+        assert treat["group"].nunique() == 1 and ctrl["group"].nunique() == 1
+        assert set(ctrl["group"]) == {c["design"].get("control_group") or treat["group"].iloc[0]}
         assert set(treat["method"]) == {"fsp"} and set(ctrl["method"]) == {"scratch"}
         assert f"fsp {treat['init_steps'].iloc[0]}+{treat['budget'].iloc[0]} steps" in main["budget"]
     return checked

@@ -203,9 +203,8 @@ def _table(t: np.ndarray, c: np.ndarray, paired: bool) -> pd.DataFrame:
     for i in range(t.shape[0]):
         run("fsp", 90, i, t[i], 1)
         run("scratch", 90, i, c[i], 2)
-        if i < 5:  # the regime arms: 2F as good as F
-            run("fsp", 180, i, t[i], 1)
-            run("scratch", 180, i, c[i], 2)
+        run("fsp", 180, i, t[i], 1)  # the regime arms at every look: 2F as good as F
+        run("scratch", 180, i, c[i], 2)
     return pd.DataFrame(rows)
 
 
@@ -216,9 +215,31 @@ def test_the_verdicts_run_the_simulated_procedure() -> None:
         cfg = ClaimSpec("cross_task_transfer", "g", "resnet8", 90, "paired" if paired else "independent", 5, 15)
         sim = sequential.run_looks(t, c, sequential.Design(5, 15, paired), sequential.Rule("superiority"))
         for d in range(len(t)):
-            claim = analysis.analyze(_table(t[d], c[d], paired), {cfg.key: cfg}).claims[2]
+            claim = next(x for x in analysis.analyze(_table(t[d], c[d], paired), {cfg.key: cfg}).claims
+                         if x.key == cfg.key)
             want = sequential.VERDICTS[int(sim.verdict[d])].replace("open", "inconclusive")
             assert claim.verdict == want
             assert claim.stopped_at == int(sim.stop[d]) + 1
             lk = claim.looks[-1]
             assert (lk.low, lk.high) == pytest.approx((sim.low[d, lk.look - 1], sim.high[d, lk.look - 1]))
+
+
+def test_the_verdicts_run_the_calibrated_procedure_at_the_corrected_level() -> None:
+    """A claim of a family of four with bootstrap-t calibration: the verdict, its look and every look's interval
+    are those of run_looks at alpha / 4 with the same calibration (the one the simulations bound)."""
+    rng = np.random.default_rng(8)
+    t, c = _draws(True, "lognormal", 0.4, rng, draws=6)
+    family = ("fast_optimization", "better_accuracy", "network_minimization", "cross_task_transfer")
+    cfg = ClaimSpec("cross_task_transfer", "g", "resnet8", 90, "paired", 5, 15, family=family,
+                    correction="bonferroni", calibrate="bootstrap_t")
+    design = sequential.Design(5, 15, True, 0.025 / 4)
+    sim = sequential.run_looks(t, c, design, sequential.Rule("superiority"), calibration=analysis.CALIBRATION)
+    assert np.any(sim.high_critical > sim.critical + 1e-9)  # the calibration widened some look
+    for d in range(len(t)):
+        claim = next(x for x in analysis.analyze(_table(t[d], c[d], True), {cfg.key: cfg}).claims
+                     if x.key == cfg.key)
+        assert claim.verdict == sequential.VERDICTS[int(sim.verdict[d])].replace("open", "inconclusive")
+        for lk in claim.looks:
+            j = lk.look - 1
+            assert (lk.low, lk.high) == pytest.approx((sim.low[d, j], sim.high[d, j]), abs=1e-9)
+            assert lk.critical_low >= lk.critical - 1e-12 and lk.critical_high >= lk.critical - 1e-12
