@@ -94,6 +94,21 @@ class ClaimKind:
         return [], None
 
 
+class TeacherOnOwnImages(ClaimKind):
+    """The two forms of better accuracy: a teacher trained on the students' own images, its lead over the scratch
+    students (``headroom``) checked beside the claim, and the baselines (KD, FitNet, total steps) beside it."""
+
+    keys: ClassVar[tuple[str, ...]] = ("budget", "headroom")
+
+    def defaults(self, design: DesignSpec) -> dict[str, Any]:
+        return {**super().defaults(design), "headroom": design.headroom}
+
+    def descriptive(self, add: AddTest, df: pd.DataFrame, runs: pd.DataFrame, spec: ClaimSpec,
+                    select: Callable[..., pd.DataFrame]) -> tuple[list[Test], float | None]:
+        baselines(add, runs, spec, select)
+        return [], None
+
+
 def claim_budget(c: dict[str, Any], key: str, leaf: str, g: Any, methods: tuple[str, ...]) -> None:
     """``c[leaf]`` must be a budget of every one of ``methods`` in group ``g`` (a spec.GroupSpec)."""
     v = c.get(leaf)

@@ -6,34 +6,23 @@ it gives anyway. The smaller-student form (Tables 3-4) is a claim of its own."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fspbench.claims import PUBLISHED_SAME_NETWORK, AddTest, ClaimKind, baselines, register, same_images, teacher_arch
+from fspbench.claims import PUBLISHED_SAME_NETWORK, TeacherOnOwnImages, register, same_images, teacher_arch
 from fspbench.errors import BadKey
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    import pandas as pd
-
-    from fspbench.comparisons import Test
-    from fspbench.spec import ClaimSpec, DesignSpec
 
 @register
-class BetterAccuracy(ClaimKind):
+class BetterAccuracy(TeacherOnOwnImages):
     key = "better_accuracy"
     title = "Claim 2: better accuracy (the same network as teacher, Table 1)"
     order = 2
     what = "FSP (stage 2 at the full budget) minus scratch (the full budget), teacher of the same network and data"
-    keys = ("budget", "headroom")
     headroom_gates = False
     published = (
         ("paper, Table 1 (unverified)", "CIFAR-10 ResNet-26 -> ResNet-26, FSP vs scratch", "paper schedules", None),
         *PUBLISHED_SAME_NETWORK,
     )
-
-    def defaults(self, design: DesignSpec) -> dict[str, Any]:
-        return {**super().defaults(design), "headroom": design.headroom}
 
     def check(self, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
               students: dict[str, Any]) -> None:
@@ -44,8 +33,3 @@ class BetterAccuracy(ClaimKind):
                                          f"paper's Table 1); teacher {group.teacher} is {teacher_arch(teacher)}, "
                                          f"the claim's arch {c['arch']}: a deeper teacher is the paper's network "
                                          "minimization, a claim of its own")
-
-    def descriptive(self, add: AddTest, df: pd.DataFrame, runs: pd.DataFrame, spec: ClaimSpec,
-                    select: Callable[..., pd.DataFrame]) -> tuple[list[Test], float | None]:
-        baselines(add, runs, spec, select)
-        return [], None

@@ -5,44 +5,23 @@ the teachers' lead (``headroom`` points, the 90% interval's low end) is a regime
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fspbench.claims import (
-    PUBLISHED_SMALLER,
-    AddTest,
-    ClaimKind,
-    arch_depth,
-    baselines,
-    register,
-    same_images,
-    teacher_arch,
-)
+from fspbench.claims import PUBLISHED_SMALLER, TeacherOnOwnImages, arch_depth, register, same_images, teacher_arch
 from fspbench.errors import BadKey
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    import pandas as pd
-
-    from fspbench.comparisons import Test
-    from fspbench.spec import ClaimSpec, DesignSpec
 
 
 @register
-class NetworkMinimization(ClaimKind):
+class NetworkMinimization(TeacherOnOwnImages):
     key = "network_minimization"
     title = "Claim 2b: better accuracy of a smaller student (network minimization, Tables 3-4)"
     order = 2
     what = "FSP (stage 2 at the full budget) minus scratch (the full budget), a deeper teacher on the same data"
-    keys = ("budget", "headroom")
     published = (
         ("paper, Tables 3/4 (unverified)",
          "CIFAR-10 ResNet-26 -> ResNet-8; CIFAR-100 ResNet-32 -> ResNet-14, FSP vs scratch", "paper schedules", None),
         *PUBLISHED_SMALLER,
     )
-
-    def defaults(self, design: DesignSpec) -> dict[str, Any]:
-        return {**super().defaults(design), "headroom": design.headroom}
 
     def check(self, key: str, c: dict[str, Any], group: Any, teacher: dict[str, Any] | None,
               students: dict[str, Any]) -> None:
@@ -52,8 +31,3 @@ class NetworkMinimization(ClaimKind):
         if not arch_depth(t_arch) > arch_depth(c["arch"]) > 0:
             raise BadKey(f"{key}.group", f"network minimization distils a deeper teacher into the claim's arch "
                                          f"{c['arch']}; teacher {group.teacher} is {t_arch}")
-
-    def descriptive(self, add: AddTest, df: pd.DataFrame, runs: pd.DataFrame, spec: ClaimSpec,
-                    select: Callable[..., pd.DataFrame]) -> tuple[list[Test], float | None]:
-        baselines(add, runs, spec, select)
-        return [], None
