@@ -19,7 +19,7 @@ from fspbench.report import build_report
 
 pytestmark = pytest.mark.slow  # reports built from a real grid (the smoke grid on Ray, or the committed results)
 
-CLAIM_KEYS = ("fast_optimization", "better_accuracy", "cross_task_transfer")
+CLAIM_KEYS = ("fast_optimization", "better_accuracy", "network_minimization", "cross_task_transfer")
 VERDICTS = {"supported", "contradicted", "inconclusive", "not_run"}
 
 
@@ -75,7 +75,8 @@ def test_report_files(report: tuple[Path, dict]) -> None:
 
     claims = json.loads((out / "claims.json").read_text())
     assert set(claims) == set(CLAIM_KEYS)
-    seedings = {"fast_optimization": "paired", "better_accuracy": "paired", "cross_task_transfer": "independent"}
+    seedings = {"fast_optimization": "paired", "better_accuracy": "paired", "network_minimization": "paired",
+                "cross_task_transfer": "independent"}
     for key in CLAIM_KEYS:
         c = claims[key]
         assert c["verdict"] in VERDICTS and c["design"]["seeding"] == seedings[key]
@@ -86,10 +87,15 @@ def test_report_files(report: tuple[Path, dict]) -> None:
         reg = c["regime"]  # ... and its regime: epochs per run, both doubling gains, the headroom
         assert reg["epochs_per_run"] > 0 and len(reg["doubling_gain_ci"]) == 2 and reg["converged"] in (True, False)
         assert len(reg["doubling_gain_fsp_ci"]) == 2 and reg["description"] in md
-        if key == "better_accuracy":
+        if key in ("better_accuracy", "network_minimization"):  # reported for the first, a gate for the second
             assert reg["has_headroom"] in (True, False) and len(reg["headroom_ci"]) == 2
+            assert reg["headroom_gates"] is (key == "network_minimization")
         if not reg["converged"]:
-            assert c["verdict"] == "inconclusive" and c["reason"].startswith("not converged")
+            assert c["verdict"] == "inconclusive" and "not converged" in c["reason"]
+        # one family of four, Bonferroni, and the sensitivity to the plain t
+        assert c["design"]["family"] == list(CLAIM_KEYS) and c["design"]["correction"] == "bonferroni"
+        assert c["design"]["alpha_per_side"] == pytest.approx(0.025 / 4, abs=1e-6)
+        assert c["sensitivity"]["plain_t"]["verdict"] in (*VERDICTS, "open")
         roles = {t["role"] for t in c["tests"]}
         assert {"decides", "regime"} <= roles and "teacher" not in roles
         for t in c["tests"]:
@@ -313,7 +319,8 @@ def test_cli_report_prints_verdicts(smoke_results: Path, tmp_path: Path) -> None
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
-    assert [ln.split(":")[0] for ln in lines[:3]] == list(CLAIM_KEYS)
-    assert all(ln.split(": ")[1].split(" ")[0] in VERDICTS for ln in lines[:3])
-    assert all("; regime: " in ln and "epochs per run" in ln for ln in lines[:3])  # no verdict without its regime
-    assert lines[3].startswith("report: ") and (tmp_path / "r" / "report.md").is_file()
+    k = len(CLAIM_KEYS)
+    assert [ln.split(":")[0] for ln in lines[:k]] == list(CLAIM_KEYS)
+    assert all(ln.split(": ")[1].split(" ")[0] in VERDICTS for ln in lines[:k])
+    assert all("; regime: " in ln and "epochs per run" in ln for ln in lines[:k])  # no verdict without its regime
+    assert lines[k].startswith("report: ") and (tmp_path / "r" / "report.md").is_file()

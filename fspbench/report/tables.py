@@ -163,7 +163,8 @@ def ablation_table(abl: Ablation, configs: Mapping[str, RunConfig]) -> pd.DataFr
 def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd.DataFrame:
     """bf16 autocast against fp32: every bf16 run set beside the fp32 runs with otherwise equal settings.
 
-    Runs match when their configs agree in every key but seed, precision and the teacher's path
+    Runs match when their configs agree in every key but seed (and the subset drawn per seed), precision and the
+    teacher's path
     (the teacher enters as its group). One row per matched set: final accuracy of each precision,
     their difference in points with its 95% interval (paired when the twins share their seeds, else Welch),
     and the training-time speedup
@@ -179,7 +180,7 @@ def precision_effect(configs: Mapping[str, RunConfig], runs: pd.DataFrame) -> pd
         # the teacher enters by its group, not its run id: with teacher_seeds the students of one arm
         # learn from several teacher seeds, split by student seed alike in both precisions
         d = configs[row.run_id].to_dict()
-        for k in ("seed", "precision", "teacher", "threads", "force_bf16"):
+        for k in ("seed", "subset_seed", "precision", "teacher", "threads", "force_bf16"):  # subset: drawn per seed
             d.pop(k)
         return repr(sorted(d.items())) + teacher_group.get(row.teacher_run_id, "")
 
