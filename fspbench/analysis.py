@@ -278,9 +278,10 @@ def _sequential(runs: pd.DataFrame, cfg: ClaimSpec, treat: pd.DataFrame,
     t_vals, c_vals = 100 * t["final_acc"].to_numpy(float), 100 * c["final_acc"].to_numpy(float)
     checks = [_regime_at(runs, cfg, t, c, (j + 1) * k) for j in range(n // k)]
     gate = np.array([ch.state == "ok" for ch in checks])
-    seq = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :],
-                               calibration=_calibration(cfg))
     plain = sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg), gate[None, :])
+    cal = _calibration(cfg)  # without a calibration the deciding procedure is the plain one: computed once
+    seq = plain if cal is None else sequential.run_looks(t_vals[None, :], c_vals[None, :], _design(cfg), _rule(cfg),
+                                                         gate[None, :], calibration=cal)
     looks = _looks(cfg, t, c, seq, [ch.why for ch in checks])
     stop, code, failed = _stop(seq, checks)
     seq = replace(seq, stop=np.array([stop]), verdict=np.array([code]))
