@@ -21,6 +21,7 @@ import functools
 import os
 import posixpath
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,6 +132,21 @@ class ObjectPath:
         infos = s3_filesystem().get_file_info(FileSelector(self.fs_path, recursive=True, allow_not_found=True))
         return sorted(ObjectPath(self.bucket, i.path.partition("/")[2]) for i in infos if i.type == FileType.File)
 
+    def listing(self) -> dict[str, Listed]:
+        """Every object under this prefix by its key relative to the prefix, with its size and ETag, from one
+        listing (ListObjectsV2, a request per 1,000 objects): what a sync compares with before it uploads.
+        OSError when the bucket cannot be listed."""
+        prefix = self.key + "/" if self.key else ""
+        found: dict[str, Listed] = {}
+        try:
+            for page in s3_client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                found |= {o["Key"][len(prefix):]: Listed(int(o["Size"]), str(o.get("ETag", "")).strip('"'))
+                          for o in page.get("Contents", [])}
+        except Exception as err:  # botocore's errors are no OSError; the results store raises OSError
+            code = getattr(err, "response", {}).get("Error", {}).get("Code", "") or type(err).__name__
+            raise OSError(f"cannot list {self}: {code}") from err
+        return found
+
     def glob(self, pattern: str) -> list[ObjectPath]:
         """The objects directly under this prefix whose name matches ``pattern`` (no ``**``)."""
         depth = self.key.count("/") + 1 if self.key else 0
@@ -138,6 +154,14 @@ class ObjectPath:
 
     def __lt__(self, other: ObjectPath) -> bool:
         return (self.bucket, self.key) < (other.bucket, other.key)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An object as a bucket listing shows it."""
+
+    size: int  # bytes
+    etag: str  # unquoted; derived from the bytes' MD5 unless the object is encrypted with SSE-KMS or SSE-C
 
 
 Location = Path | ObjectPath
@@ -157,7 +181,40 @@ def location(value: str | os.PathLike[str] | ObjectPath, what: str = "--results"
     bucket, _, key = text[scheme.end():].partition("/")
     if not bucket:
         raise BadInput(f"{what} {text}: no bucket; expected s3://BUCKET/PREFIX")
+    problem = bucket_problem(bucket)
+    if problem:
+        raise BadInput(f"{what} {text}: invalid bucket name {bucket!r}: {problem}; S3 bucket names are 3-63 "
+                       "lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit")
+    # an object key is a name, not a path: S3 keeps "." and ".." as they are, and ".." at the start would reach
+    # outside the bucket's root for pyarrow, which fails only inside Ray's trials; refused before anything runs
+    dots = [part for part in key.split("/") if part in (".", "..")]
+    if dots:
+        raise BadInput(f"{what} {text}: the prefix holds a {dots[0]!r} segment; write the prefix out in full "
+                       "without '.' or '..' (e.g. s3://BUCKET/results/NAME)")
     return ObjectPath(bucket, posixpath.normpath(key).strip("/") if key.strip("/") else "")
+
+
+_BUCKET_CHARS = re.compile(r"^[a-z0-9.-]+$")
+_IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+def bucket_problem(name: str) -> str | None:
+    """Why ``name`` is not a valid S3 bucket name (AWS's rules for general purpose buckets, which S3-compatible
+    servers follow), or None when it is one. Checked when a location is parsed, so that a typo reads as a bad
+    name rather than as "no bucket" from the server."""
+    if not 3 <= len(name) <= 63:
+        return f"it has {len(name)} characters"
+    if not _BUCKET_CHARS.match(name):
+        others = sorted({c for c in name if not (c.isupper() or _BUCKET_CHARS.match(c))})
+        held = (["upper-case letters"] if any(c.isupper() for c in name) else []) + [repr(c) for c in others]
+        return f"it holds {' and '.join(held)}"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return "it must start and end with a lowercase letter or digit"
+    if ".." in name:
+        return "it holds two dots in a row"
+    if _IP_ADDRESS.match(name):
+        return "it is written as an IP address"
+    return None
 
 
 def is_remote(loc: Location | str) -> bool:
@@ -200,14 +257,21 @@ def _filesystem(*env: str | None) -> S3FileSystem:
                         retry_strategy=AwsStandardS3RetryStrategy(max_attempts=3), **options)
 
 
+# boto3's default session is not thread-safe while it makes a client, and the lease's renewal thread makes
+# one while the driver may be making another (a clash raises KeyError deep inside botocore)
+_CLIENT_LOCK = threading.Lock()
+
+
 def s3_client() -> Any:
-    """A boto3 S3 client for the same endpoint and credentials (conditional writes, the preflight check)."""
+    """A boto3 S3 client for the same endpoint and credentials (conditional writes, listings with ETags, the
+    preflight check); the client itself is thread-safe."""
     import boto3
     from botocore.config import Config
 
     config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=REQUEST_TIMEOUT_S,
                     retries={"max_attempts": 2, "mode": "standard"})
-    return boto3.client("s3", endpoint_url=endpoint(), region_name=region(), config=config)
+    with _CLIENT_LOCK:
+        return boto3.client("s3", endpoint_url=endpoint(), region_name=region(), config=config)
 
 
 def check_bucket(loc: ObjectPath) -> None:
