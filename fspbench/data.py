@@ -211,6 +211,29 @@ def find_root(task: str) -> Path:
                    f"or allow torchvision's download into {cache} ({why})")
 
 
+def record_source(root: str | os.PathLike[str]) -> str:
+    """Where a task's files were found (``find_root``'s folder), as a run record names it: relative to the
+    place it was searched, so that records carry no machine's absolute path.
+
+    ``$FSPBENCH_DATA/<rest>`` (``$FSPBENCH_DATA`` alone for the folder itself), ``system:<rest>`` under the
+    system dataset folder (``/usr/share/datasets`` or ``$FSPBENCH_SYSTEM_DATA``), ``download:<rest>`` under
+    torchvision's download folder (``~/.cache/fspbench/data``); any other folder by its name alone. Records
+    written before this keep the absolute path they hold.
+    """
+    env = os.environ.get("FSPBENCH_DATA")
+    bases = [("$FSPBENCH_DATA/", Path(env).expanduser())] if env else []  # the order find_root searches
+    bases += [("system:", Path(os.environ.get("FSPBENCH_SYSTEM_DATA") or "/usr/share/datasets")),
+              ("download:", Path.home() / ".cache" / "fspbench" / "data")]
+    folder = Path(root)
+    for label, base in bases:
+        try:
+            rest = folder.relative_to(base).as_posix()
+        except ValueError:
+            continue
+        return label.rstrip("/") if rest == "." else label + rest
+    return folder.name
+
+
 # ---- loading ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)

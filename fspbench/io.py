@@ -90,5 +90,6 @@ def write_record(path: str | os.PathLike[str] | ObjectPath, record: dict[str, An
 
 
 def record_intact(record: dict[str, Any]) -> bool:
-    """True when the record's checksum matches (records written before checksums pass)."""
-    return "sha256" not in record or record["sha256"] == record_digest(record)
+    """True when the record carries its checksum and it matches. A record without one is not intact: every
+    writer adds it, so taking it out would otherwise be a way to pass an edited record."""
+    return "sha256" in record and record["sha256"] == record_digest(record)

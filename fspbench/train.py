@@ -12,10 +12,14 @@ Files (``out``: where the record goes; ``ckpt_dir``: checkpoints, default out/ch
   out/<run_id>.json          the run record (config, environment, curve, final metrics, status)
   ckpt_dir/<run_id>.pt       the final student weights, hashed in the record
   ckpt_dir/<run_id>.state.pt the latest resumable state, written at evaluation points
+
+Every file read back from there (a teacher's weights, a resumable state) is loaded as data only
+(torch.load with weights_only=True), so a pickle planted there is refused, never run.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -23,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +37,10 @@ from torch import nn
 
 import fspbench
 from fspbench.config import RunConfig, config_from_dict, teacher_mismatch
-from fspbench.data import TaskData, eval_batches, load_task
+from fspbench.data import TaskData, eval_batches, load_task, record_source
 from fspbench.errors import BadInput, StorageError
 from fspbench.hardware import check_precision, cpu_flags_and_name, detect
-from fspbench.io import atomic_torch_save, sha256_file
+from fspbench.io import atomic_torch_save, record_intact, sha256_file
 from fspbench.models import build_model
 from fspbench.results import RunRecord
 from fspbench.step import Stage, TrainStep, build_step, resolve_device
@@ -107,10 +111,11 @@ def load_checkpoint_file(path: Path, expected_sha256: str | None = None) -> dict
         raise BadInput(f"teacher: checkpoint {path} does not exist; train the teacher first")
     if expected_sha256 and sha256_file(path) != expected_sha256:
         raise BadInput(f"teacher: checkpoint {path} does not match the sha256 in its run record; retrain it")
-    try:
+    try:  # data only: a pickle planted here is refused, never run
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling error means a bad file
-        raise BadInput(f"teacher: {path} is not a readable fspbench checkpoint ({type(err).__name__})") from None
+        raise BadInput(f"teacher: {path} is not a readable fspbench checkpoint ({type(err).__name__}); "
+                       "retrain the teacher") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise BadInput(f"teacher: {path} is not an fspbench checkpoint (no model/config)")
     return ckpt
@@ -126,10 +131,7 @@ def load_teacher(ref: str, device: torch.device) -> Teacher:
         raise BadInput(f"teacher: {ref} is a folder; pass a teacher's run record (<run_id>.json) or checkpoint "
                        f"(.pt) inside it" + (f" ({', '.join(found)} there)" if found else ""))
     if path.suffix == ".json":
-        try:
-            record = RunRecord.load(path)
-        except BadInput as err:
-            raise BadInput(f"teacher: {err}; give the run record (.json) of a finished run") from None
+        record = _teacher_record(path)
         if record.status != "ok" or record.checkpoint is None:
             raise BadInput(f"teacher: run {record.run_id} ended with status {record.status}; retrain it")
         ckpt = load_checkpoint_file(path.parent / record.checkpoint.path, record.checkpoint.sha256)
@@ -140,6 +142,31 @@ def load_teacher(ref: str, device: torch.device) -> Teacher:
     model.load_state_dict(ckpt["model"])
     model.to(device).eval().requires_grad_(False)
     return Teacher(model, ckpt["run_id"], cfg)
+
+
+def _teacher_record(path: Path) -> RunRecord:
+    """The teacher's run record, checked as ``fspbench run`` checks records (results.read_run_record): one
+    whose own sha256 does not match its content was altered, and is refused rather than trusted."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInput(f"teacher: {path}: unreadable ({type(err).__name__}; truncated?); give the run record "
+                       "(.json) of a finished run") from None
+    if isinstance(raw, dict) and not _intact(raw):
+        raise BadInput(f"teacher: {path} does not match its sha256 (altered); retrain the teacher or restore "
+                       "its record")
+    try:
+        return RunRecord.from_json(raw, str(path))
+    except BadInput as err:
+        raise BadInput(f"teacher: {err}; give the run record (.json) of a finished run") from None
+
+
+def _intact(raw: dict[str, Any]) -> bool:
+    """io.record_intact, false also for a record no writer makes (NaN, which its checksum's JSON refuses)."""
+    try:
+        return record_intact(raw)
+    except ValueError:
+        return False
 
 
 def _now() -> str:
@@ -259,7 +286,7 @@ def _setup(cfg: RunConfig, out: Path, ckpt_dir: str | os.PathLike[str] | None) -
         **base, "teacher": portable, "config": {**cfg.to_dict(), "teacher": portable}, "env": environment(device),
         "stages": [{"name": s.name, "steps": s.steps, "lr": s.lr, "milestones": list(s.milestones)}
                    for s in step.specs],
-        "data": {"source": data.source, "train_images": int(data.train_y.numel()),
+        "data": {"source": record_source(data.source), "train_images": int(data.train_y.numel()),
                  "test_images": int(data.test_y.numel()), "num_classes": data.num_classes},
         "started_at": _now(), "status": "failed", "error": None, "curve": [], "final": None,
         "checkpoint": None,
@@ -276,10 +303,14 @@ def _resume(step: TrainStep, path: Path, run_id: str) -> _Progress:
     if saved is None:
         return _Progress()
     state: _Progress = saved["progress"]
-    step.student.load_state_dict(saved["student"])
-    step.stream.load_state_dict(saved["stream"])
-    if saved.get("opt") and state.stage in step.stages:  # saved inside a stage, not at its end
-        step.stages[state.stage].load_state_dict(saved)
+    try:
+        step.student.load_state_dict(saved["student"])
+        step.stream.load_state_dict(saved["stream"])
+        if saved.get("opt") and state.stage in step.stages:  # saved inside a stage, not at its end
+            step.stages[state.stage].load_state_dict(saved)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        # well-formed data that is not this run's state (other shapes, another data stream)
+        raise _bad_state(path, run_id, f"it does not fit the run ({type(err).__name__})") from None
     return state
 
 
@@ -431,25 +462,61 @@ def _finite(obj: Any) -> Any:
 
 
 def _save_state(path: Path, run_id: str, state: _Progress, step: TrainStep, stage: Stage | None) -> None:
-    """The resumable state: progress, student, data stream and, inside a stage, that stage's own state."""
-    blob: dict[str, Any] = {"run_id": run_id, "progress": state.__dict__, "student": step.student.state_dict(),
+    """The resumable state: progress, student, data stream and, inside a stage, that stage's own state.
+
+    Only what torch.load(weights_only=True) reads back: tensors, (ordered) dicts, lists, numbers, strings
+    (the progress as a dict of its fields, the lr schedule's milestones a collections.Counter, which that
+    loader allows), so that a resume never has to unpickle code.
+    """
+    blob: dict[str, Any] = {"run_id": run_id, "progress": asdict(state), "student": step.student.state_dict(),
                             "stream": step.stream.state_dict()}
     if stage is not None:
         blob.update(stage.state_dict())
     atomic_torch_save(blob, path)
 
 
+# the parts every resumable state has, as _save_state writes them
+_STATE_PARTS = ("progress", "student", "stream")
+
+
 def _load_state(path: Path, run_id: str) -> dict[str, Any] | None:
+    """The resumable state saved at ``path`` with its progress as a _Progress; None when there is none.
+
+    Loaded as data only, so a pickle planted there is refused without running. A file that does not load
+    so, or is not this run's state, is refused (BadInput), neither used nor silently replaced: states are
+    written atomically, so no crash leaves a partial one, and a file that is not one was put there.
+    """
     if not path.is_file():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - a truncated state file is redone, not trusted
-        return None
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - whatever the reason, the file is not a state to resume from
+        raise _bad_state(path, run_id, f"it does not load as data ({type(err).__name__})") from None
+    if not isinstance(blob, dict) or not all(isinstance(blob.get(k), dict) for k in _STATE_PARTS):
+        raise _bad_state(path, run_id, "it is not an fspbench state")
     if blob.get("run_id") != run_id:
-        return None
-    blob["progress"] = _Progress(**blob["progress"])
+        raise _bad_state(path, run_id, f"it is the state of run {blob.get('run_id')!r}")
+    try:
+        progress = _Progress(**blob["progress"])
+    except TypeError:  # fields a _Progress does not have, or keys that are not names
+        progress = None
+    if progress is None or not _well_typed(progress):
+        raise _bad_state(path, run_id, "its progress is not an fspbench run's")
+    blob["progress"] = progress
     return blob
+
+
+def _well_typed(p: _Progress) -> bool:
+    """Whether a loaded progress holds what a run's does (counters, seconds, curve rows)."""
+    counts_ok = all(type(c) is int and c >= 0 for c in (p.stage, p.stage_step, p.step))
+    seconds_ok = all(type(t) in (int, float) for t in (p.wall, p.eval_wall))
+    return counts_ok and seconds_ok and isinstance(p.rows, list) and all(isinstance(r, dict) for r in p.rows)
+
+
+def _bad_state(path: Path, run_id: str, why: str) -> BadInput:
+    """The one-line refusal of a resumable state file, with the fix."""
+    return BadInput(f"{path}: not a resumable state of run {run_id} ({why}); delete it to train the run "
+                    "from the start")
 
 
 def _progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
