@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, cast
 import pandas as pd
 
 from fspbench.errors import BadInput
-from fspbench.io import atomic_write_bytes, atomic_write_json, record_intact, sha256_file, write_record
+from fspbench.io import atomic_write_bytes, atomic_write_json, record_digest, record_intact, sha256_file, write_record
 from fspbench.store import Location, ObjectPath
 
 if TYPE_CHECKING:
@@ -334,12 +334,39 @@ class RunRecord(_Json):
 
     @classmethod
     def load(cls, path: Location) -> RunRecord:
-        """The record in ``path``; BadInput naming the file (and the key) when it is missing or malformed."""
-        return cls.from_json(_read_json(path), str(path))
+        """The record in ``path``; BadInput naming the file (and the key) when it is missing or malformed, and
+        what to do about it."""
+        return _record_from(_record_json(path), path)
 
     def write(self, path: str | Location) -> None:
         """Write the record atomically with its checksum (fspbench.io.write_record)."""
         write_record(path, self.to_json())
+
+
+def _record_json(path: Location) -> Any:
+    """_read_json for a run record: its BadInput also says what to do."""
+    try:
+        return _read_json(path)
+    except BadInput as err:
+        raise BadInput(f"{err}; {_redo(path)}") from None
+
+
+def _record_from(raw: Any, path: Location) -> RunRecord:
+    """RunRecord.from_json for the record read from ``path``: its BadInput also says what to do."""
+    try:
+        return RunRecord.from_json(raw, str(path))
+    except BadInput as err:
+        raise BadInput(f"{err}; {_redo(path)}") from None
+
+
+def _redo(path: Location) -> str:
+    """What to do about the unusable record at ``path``: a grid trains a run again whose record is unreadable
+    (read_run_record), so rerunning its grid mends a results folder; a record of ``fspbench train`` is retrained
+    by hand."""
+    folder = path.parent.parent
+    if path.parent.name == "runs" and (folder / "grid.json").exists():
+        return f"rerun `fspbench run BENCHMARK --results {folder}` to train that run again, or restore the file"
+    return "train that run again with `fspbench train`, or restore the file"
 
 
 def read_run_record(path: Location) -> RunRecord | None:
@@ -361,6 +388,24 @@ def read_run_record(path: Location) -> RunRecord | None:
     except BadInput as err:
         print(f"[fspbench] warning: {err}; its run is trained again", flush=True)
         return None
+
+
+def load_intact_record(path: Location) -> tuple[RunRecord, str]:
+    """The record in ``path`` and its checksum (fspbench.io.record_digest: the sha256 of its content), for a
+    reader that must never use an altered record silently (the report): BadInput naming the file when the record
+    does not match the sha256 it carries or carries none (every writer adds it), and when it is missing or
+    malformed."""
+    raw = _record_json(path)
+    if not isinstance(raw, dict):
+        return _record_from(raw, path), ""  # raises: BadInput naming the file and what to do
+    try:
+        checksum = record_digest(raw)
+    except ValueError:  # NaN or infinity, which no record is written with: altered
+        checksum = ""
+    if raw.get("sha256") != checksum or not checksum:
+        # a grid trains a run again whose record does not match (read_run_record), so rerunning it mends the folder
+        raise BadInput(f"{path}: does not match its sha256 (altered since it was written); {_redo(path)}")
+    return _record_from(raw, path), checksum
 
 
 def is_finished(paths: Paths, run: GridRun) -> bool:

@@ -40,8 +40,11 @@ def test_committed_report_rebuilds_identically(rebuilt: tuple[str, Path]) -> Non
     for rel in ("claims.json", "ablation.json", *(f"tables/{p.name}" for p in (out / "tables").iterdir())):
         if (out / rel).exists() or (committed / rel).exists():
             assert (out / rel).read_bytes() == (committed / rel).read_bytes(), f"{name}/{rel} differs"
+    # report.md as well, with its data line: the digest of the records it was built from
+    assert (out / "report.md").read_bytes() == (committed / "report.md").read_bytes(), f"{name}/report.md differs"
     md = (committed / "report.md").read_text()
     assert f"`benchmarks/{name}.toml`" in md  # a portable path, not the machine's
+    assert f"Data: {len(list((ROOT / 'results' / name / 'runs').glob('*.json')))} run records, digest `" in md
     assert "/tmp/" not in md and "/work/" not in md and "/root/" not in md
 
 

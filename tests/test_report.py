@@ -280,6 +280,7 @@ def test_building_twice_is_byte_identical(report: tuple[Path, dict], smoke_resul
     assert names == sorted(p.name for p in (again / "tables").glob("*.csv"))
     for name in names:
         assert (again / "tables" / name).read_bytes() == (out / "tables" / name).read_bytes(), name
+    assert (again / "report.md").read_bytes() == (out / "report.md").read_bytes()  # its data digest included
 
 
 @pytest.mark.slow  # the smoke grid on Ray
@@ -324,3 +325,7 @@ def test_cli_report_prints_verdicts(smoke_results: Path, tmp_path: Path) -> None
     assert all(ln.split(": ")[1].split(" ")[0] in VERDICTS for ln in lines[:k])
     assert all("; regime: " in ln and "epochs per run" in ln for ln in lines[:k])  # no verdict without its regime
     assert lines[k].startswith("report: ") and (tmp_path / "r" / "report.md").is_file()
+    # then the records it was built from and their digest, as report.md names them
+    data = re.fullmatch(r"data: (\d+) run records, digest ([0-9a-f]{12})", lines[k + 1])
+    assert data and int(data[1]) == len(list((smoke_results / "runs").glob("*.json"))), lines[k + 1:]
+    assert f"Data: {data[1]} run records, digest `{data[2]}`" in (tmp_path / "r" / "report.md").read_text()

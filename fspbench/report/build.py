@@ -3,6 +3,11 @@
 Reads runs.parquet, grid.json (the benchmark file's text is kept there, so the grid and its claims
 are rebuilt exactly as they were run) and the run records; writes claims.json, tables/, figures/,
 report.md and report.html. The same results give byte-identical claims.json and tables/*.csv.
+
+runs.parquet is derived from the records: every record's checksum is checked, then every row of the table
+against the rows the records give (report.integrity); a mismatch is refused (BadInput, exit 2) unless
+``rebuild`` asks to rewrite the table from the records, so a report never changes silently. report.md names
+the digest of the records it was built from.
 """
 
 from __future__ import annotations
@@ -23,23 +28,39 @@ from fspbench.grid import Benchmark, at_look, benchmark_from_text, group_seeding
 from fspbench.io import atomic_write_bytes
 from fspbench.registration import report_line
 from fspbench.report import figures, render, summaries, tables
-from fspbench.results import GridLedger, RunRecord, read_parquet
+from fspbench.report.integrity import data_digest, first_mismatch
+from fspbench.results import (
+    PARQUET_COLUMNS,
+    GridLedger,
+    RunRecord,
+    load_intact_record,
+    read_parquet,
+    runs_table,
+    write_parquet,
+)
 from fspbench.store import Location, location
 
 TITLES = {key: kinds.get(key).title for key in kinds.keys()}  # each claim kind's section title
 
 
-def load_results(results_dir: Location) -> tuple[pd.DataFrame, GridLedger, Benchmark]:
-    """runs.parquet, grid.json and the benchmark rebuilt from grid.json; BadInput naming the file otherwise."""
+def load_results(results_dir: Location, rebuild: bool = False) -> tuple[pd.DataFrame, GridLedger, Benchmark]:
+    """runs.parquet, grid.json and the benchmark rebuilt from grid.json; BadInput naming the file otherwise.
+
+    With ``rebuild``, a missing or unreadable runs.parquet reads as an empty table (build_report rebuilds it
+    from the records).
+    """
     hint = "run `fspbench run BENCHMARK --results DIR` first"
     parquet, grid_path = results_dir / "runs.parquet", results_dir / "grid.json"
     for p in (parquet, grid_path):
-        if not p.is_file():
+        if not p.is_file() and not (rebuild and p is parquet):
             raise BadInput(f"{p}: no such file; not a finished results folder, {hint}")
     try:
         df = read_parquet(parquet)
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise BadInput(f"{parquet}: unreadable ({type(err).__name__}); {hint}") from None
+        if not rebuild:
+            raise BadInput(f"{parquet}: unreadable ({type(err).__name__}); {hint}, or rebuild it from the run "
+                           f"records with `fspbench report {results_dir} --rebuild`") from None
+        df = pd.DataFrame(columns=PARQUET_COLUMNS)
     missing = [c for c in ("run_id", "method", "stage", "step", "stage_step", "wall_time_s", "test_acc", "status")
                if c not in df.columns]
     if missing:
@@ -54,16 +75,16 @@ def load_results(results_dir: Location) -> tuple[pd.DataFrame, GridLedger, Bench
     return df, grid, bench
 
 
-def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
+def build_report(results_dir: Location | str, out_dir: Path, rebuild: bool = False) -> dict[str, Any]:
     """Analyse a results folder and write the report; returns verdicts and the paths written.
 
-    Nothing is written when the inputs are missing or unreadable (BadInput, one line).
+    Nothing is written when the inputs are missing, unreadable or disagree (_inputs: BadInput, one line); with
+    ``rebuild``, runs.parquet is rewritten from the records where it differs from them.
     """
     results, out_dir = location(results_dir, "RESULTS_DIR"), Path(out_dir)  # a folder or s3://bucket/prefix
-    df, grid, bench = load_results(results)
+    df, grid, bench, records, digest, rebuilt = _inputs(results, rebuild)
     df = comparisons.label_runs(df, run_labels(bench))  # results from before the parquet carried the labels
     a = analysis.analyze(df, bench.claims)
-    records = [RunRecord.load(p) for r in bench.runs if (p := results / "runs" / f"{r.run_id}.json").is_file()]
     with storage(out_dir):  # a storage fault, like every write of the report: one line, exit 1
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +144,7 @@ def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
     # ---- report.md, report.html
     blocks = _blocks(bench, grid, a, tbl, fig_names)
     registered = report_line(grid, records, designed=bench.design is not None)  # one line, after the opening one
+    blocks.insert(2, ("p", _data_line(len(records), digest)))  # where the report says what it was built from
     if registered:
         blocks.insert(2, ("p", registered))
     md, page = out_dir / "report.md", out_dir / "report.html"
@@ -131,7 +153,54 @@ def build_report(results_dir: Location | str, out_dir: Path) -> dict[str, Any]:
     return {"name": bench.name, "verdicts": {c.key: c.verdict for c in a.claims},
             "reasons": {c.key: c.reason for c in a.claims},
             "regimes": {c.key: _short_regime(c) for c in a.claims}, "report_md": md,
-            "report_html": page, "claims_json": claims_path, "tables": table_paths, "figures": figure_paths}
+            "report_html": page, "claims_json": claims_path, "tables": table_paths, "figures": figure_paths,
+            "digest": digest, "records": len(records), "rebuilt": rebuilt}
+
+
+def _inputs(results: Location, rebuild: bool) -> tuple[pd.DataFrame, GridLedger, Benchmark, list[RunRecord], str,
+                                                       str | None]:
+    """runs.parquet, grid.json, the benchmark, its run records, their digest and why the table was rebuilt (None
+    when it was not): BadInput for a record that does not match its checksum, and for runs.parquet that does not
+    match the records unless ``rebuild`` asks to rewrite it from them."""
+    df, grid, bench = load_results(results, rebuild)
+    records, digest = _load_records(results, bench)
+    df, rebuilt = _checked_table(results, df, records, grid, bench, rebuild)
+    return df, grid, bench, records, digest, rebuilt
+
+
+def _load_records(results: Location, bench: Benchmark) -> tuple[list[RunRecord], str]:
+    """The grid's run records (in the grid's order) and the digest over their checksums; BadInput naming the
+    first record that does not match its checksum: the report never uses an altered record."""
+    checked = [load_intact_record(p) for r in bench.runs if (p := results / "runs" / f"{r.run_id}.json").is_file()]
+    return [rec for rec, _ in checked], data_digest({rec.run_id: checksum for rec, checksum in checked})
+
+
+def _checked_table(results: Location, df: pd.DataFrame, records: list[RunRecord], grid: GridLedger,
+                   bench: Benchmark, rebuild: bool) -> tuple[pd.DataFrame, str | None]:
+    """runs.parquet checked against the rows its records give, and the first mismatch (None when it matched).
+
+    A mismatch is BadInput, one line naming it; with ``rebuild`` the table is rewritten from the records instead
+    and the records' rows are used. The grid's skipped runs (no native bf16) have no rows, as when it was written.
+    """
+    skipped = set(grid.skipped.runs) if grid.skipped else set()
+    expected = runs_table([rec for rec in records if rec.run_id not in skipped], run_labels(bench))
+    mismatch = first_mismatch(df, expected)
+    if mismatch is None:
+        return df, None
+    parquet = results / "runs.parquet"
+    if not rebuild:
+        raise BadInput(f"{parquet}: does not match the run records it is derived from ({mismatch}); the report is "
+                       f"not built from it: rebuild it from the records with `fspbench report {results} --rebuild`, "
+                       "or restore it")
+    write_parquet(expected, parquet)  # atomic: a storage fault leaves the old table, one line, exit 1
+    return expected, mismatch
+
+
+def _data_line(n_records: int, digest: str) -> str:
+    """The report's line on the data it was built from: the digest over its records' checksums."""
+    return (f"Data: {n_records} run records, digest `{digest}` (sha256 over the records' checksums in run-id "
+            "order; reports built from the same records show the same digest); each record was checked against its "
+            "checksum, and every row of runs.parquet against the records.")
 
 
 def _short_regime(c: analysis.Claim) -> str:
