@@ -3,7 +3,9 @@
 Exit codes: 0 success: every run finished, ok or diverged (a diverged run is a recorded result, in
 ``train`` as in ``run``); 1 a run failed or was not run, a storage fault (a full disk or quota, a read-only
 or refused location: one line naming the path), or anything else went wrong; 2 bad input (one line);
-130 interrupted.
+130 interrupted (Ctrl-C). ``run`` stops on SIGINT (130) or SIGTERM (143, 128 + 15) alike: the runs in flight
+stop without a record (not run, never failed) and keep their resumable state, runs.parquet and grid.json are
+written, and one line says that the same command resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 from fspbench.errors import STORAGE_ERRNOS, BadInput, StorageError, storage_error
 
 if TYPE_CHECKING:
-    from fspbench.results import RunCounts
+    from fspbench.results import GridLedger, RunCounts
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +34,7 @@ def _train(args: argparse.Namespace) -> int:
     raw = load_config_file(args.config) if args.config else {}
     raw = merge(raw, parse_set(args.set))
     cfg = config_from_dict(raw, source=args.config or "--set")  # bad settings exit 2 before torch is imported
+    _writable_folder(_local_folder(args.out, "--out"), "--out")
     from fspbench.results import FINISHED, RunCounts, RunRecord
     from fspbench.train import train_run
 
@@ -47,13 +50,29 @@ def _train(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fspbench.grid import load_benchmark, with_mlflow
+    from fspbench.trials import Interrupted
     from fspbench.tune import run_grid
 
+    if "://" not in _results_dir(args):  # a folder (a bucket is checked by the grid, with its credentials)
+        _writable_folder(_results_dir(args), "--results")
     bench = with_mlflow(load_benchmark(args.benchmark, _results_dir(args)), args.mlflow)
-    grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
-                    dry_run=args.dry_run, autoscaling=args.autoscaling)
+    try:
+        grid = run_grid(bench, _results_dir(args), address=args.address, verbose=0 if args.quiet else 1,
+                        dry_run=args.dry_run, autoscaling=args.autoscaling)
+    except Interrupted as stop:  # SIGINT or SIGTERM: what the grid did, and the one line that resumes it
+        if stop.grid is not None:
+            _print_grid(bench.name, stop.grid, args, interrupted=True)
+        print(f"[fspbench] interrupted: run the same command again to resume ({_rerun(args)}); finished runs "
+              "are not trained again, the runs stopped now go on from their last evaluation", flush=True)
+        raise
     if grid is None:  # a dry run
         return 0
+    _print_grid(bench.name, grid, args)
+    return _exit_code(grid.runs)
+
+
+def _print_grid(name: str, grid: GridLedger, args: argparse.Namespace, interrupted: bool = False) -> None:
+    """The grid's outcome in one line (and how to resume a stopped one), then where its results are."""
     n = grid.runs
     # this invocation (grid.json keeps the figures of the last one that trained)
     trained, wall = grid.history[-1].trained_runs, grid.history[-1].wall_time_s
@@ -62,14 +81,24 @@ def _run(args: argparse.Namespace) -> int:
         trained, wall = sum(e.trained_now for e in looks), sum(e.wall_time_s for e in looks)
     eff = grid.harness_efficiency if trained else None
     skipped = f", {n.skipped} skipped on this hardware" if n.skipped else ""
-    print(f"[fspbench] {bench.name}: {n.ok} ok, {n.diverged} diverged, {n.failed} failed, "
+    print(f"[fspbench] {name}: {n.ok} ok, {n.diverged} diverged, {n.failed} failed, "
           f"{n.not_run or 0} not run of {n.total} runs{skipped}; {trained} trained now in "
           f"{wall:.0f} s" + (f", harness efficiency {eff:.2f}" if eff is not None else ""))
-    if n.not_run:
+    if n.not_run and not interrupted:  # an interrupted grid says how to resume in its own line
         print(f"[fspbench] {n.not_run} runs were not run (the grid was stopped): run the same command again "
               "to resume; finished runs are not trained again")
-    print(f"[fspbench] results: {_results_dir(args)}/runs.parquet")
-    return _exit_code(n)
+    print(f"[fspbench] results: {_results_dir(args)}/runs.parquet", flush=True)
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    """The ``fspbench run`` command that resumes this one: the same benchmark, results and options."""
+    import shlex
+
+    words = ["fspbench", "run", args.benchmark, "--results", _results_dir(args)]
+    words += ["--address", args.address] if args.address else []
+    words += ["--autoscaling"] if args.autoscaling else []
+    words += ["--mlflow", args.mlflow] if args.mlflow else []
+    return shlex.join(words + (["--quiet"] if args.quiet else []))
 
 
 def _exit_code(counts: RunCounts) -> int:
@@ -84,6 +113,27 @@ def _local_folder(value: str, what: str) -> str:
     if scheme:
         raise BadInput(f"{what} {value}: {scheme.group(1)}:// is not supported here; pass a folder")
     return value
+
+
+def _writable_folder(value: str, what: str) -> None:
+    """BadInput unless ``value`` is a folder this process can write in, or one it can make (its nearest existing
+    ancestor is such a folder): an existing file, a path under a file or an unwritable parent is refused when the
+    command starts, not when its first file is written after training."""
+    from pathlib import Path
+
+    existing = Path(value)
+    while not os.path.lexists(existing) and existing != existing.parent:  # a path under a file exists nowhere
+        existing = existing.parent
+    if existing.is_dir() and os.access(existing, os.W_OK | os.X_OK):
+        return
+    if existing.is_dir():  # a folder of a read-only or refused location: a storage fault (exit 1), said now
+        import errno
+
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        code = errno.EROFS if read_only else errno.EACCES
+        raise storage_error(value, OSError(code, os.strerror(code), str(existing)))
+    why = "a file, not a folder" if existing.is_file() else "not a folder"
+    raise BadInput(f"{what} {value}: cannot write there ({existing} is {why}); pass a folder you can write to")
 
 
 def _results_location(value: str, what: str) -> str:
@@ -123,10 +173,14 @@ def _report(args: argparse.Namespace) -> int:
     from fspbench.report.build import build_report  # the analysis and plotting: after the quick checks
 
     out = Path(_local_folder(args.out, "--out")) if args.out else Path("reports") / results.resolve().name
-    summary = build_report(results, out)
+    _writable_folder(str(out), "--out")  # before the analysis, which takes a while
+    summary = build_report(results, out, rebuild=args.rebuild)
     for claim, verdict in summary["verdicts"].items():
         print(f"{claim}: {verdict} ({summary['reasons'][claim]}); regime: {summary['regimes'][claim]}")
     print(f"report: {summary['report_md']} ({summary['report_html'].name} beside it)")
+    print(f"data: {summary['records']} run records, digest {summary['digest']}")
+    if summary["rebuilt"]:  # said, never silent: the report's numbers now come from the rebuilt table
+        print(f"runs.parquet: rebuilt from the run records (it differed: {summary['rebuilt']})")
     return 0
 
 
@@ -193,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results_dir", metavar="RESULTS_DIR",
                    help="a results folder (or s3://BUCKET/PREFIX) written by `fspbench run`")
     p.add_argument("--out", help="report folder (default: reports/<name of RESULTS_DIR>)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rewrite runs.parquet from the run records where it does not match them (without it, a "
+                        "mismatch exits 2 and nothing is written)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("perf", help="time fspbench's training step against a bare loop and the hardware's peak")
@@ -225,9 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a write outside errors.storage(): the same line, naming the file the OSError names
         print(f"fspbench: {storage_error(err.filename or '(unknown path)', err)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        # Ctrl-C; and in `run`, SIGINT or SIGTERM (trials.Interrupted): 128 + the signal's number, as a shell says
         print("fspbench: interrupted", file=sys.stderr)
-        return 130
+        return getattr(err, "exit_code", 130)
 
 
 if __name__ == "__main__":

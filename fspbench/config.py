@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -28,6 +29,27 @@ from fspbench.errors import BadInput, BadKey
 ROLES = ("teacher", "student")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+
+# Upper bounds of a run's sizes, far above any real use (the presets' largest: width 4, image_size 64, batch_size
+# 128, 128,000 steps), so that a typo such as width=100000 is one line before anything is allocated rather than a
+# failed allocation of terabytes, or a run that never ends, once the data has loaded.
+MAX_WIDTH = 64  # wide ResNets go to 10 (WRN-28-10), the paper to 4; a resnet20 at 64 has 1.1e9 parameters
+MAX_DEPTH = 1202  # resnet1202, the deepest CIFAR ResNet of He et al. 2016
+MAX_SEED = 2**63 - 1  # seeds are 64-bit integers in TOML, torch's generators and runs.parquet
+# key -> (largest value, what it counts: said in the refusal)
+MAX_SIZES: dict[str, tuple[int, str]] = {
+    "image_size": (1024, "pixels a side; ImageNet networks read 224"),
+    "batch_size": (65_536, "images per step; the largest published batches are 64k"),
+    "steps": (10_000_000, "optimizer steps; the paper's schedules have 64,000"),
+    "init_steps": (10_000_000, "optimizer steps; the paper's schedules have 64,000"),
+    "eval_every": (10_000_000, "optimizer steps between evaluations"),
+    "train_per_class": (10_000_000, "training images per class; 0 keeps them all"),
+    "eval_subset": (10_000_000, "test images per evaluation; 0 evaluates the full test set"),
+    "threads": (4096, "torch threads; 0 leaves torch's default"),
+    "seed": (MAX_SEED, "a 64-bit seed"),
+    "subset_seed": (MAX_SEED, "a 64-bit seed"),
+}
+_BYTES_PER_PARAMETER = 12  # fp32 weights, their gradients and SGD's momentum: what training holds at least
 
 
 @dataclass(frozen=True)
@@ -211,6 +233,7 @@ class RunConfig:
                 raise BadKey(key, f"expected an integer >= 0, got {getattr(self, key)}")
         if self.init_steps is not None:
             _positive("init_steps", self.init_steps)
+        self._validate_sizes()
         for key in ("lr", "kd_temperature"):
             _positive(key, getattr(self, key))
         if self.init_lr is not None:
@@ -245,6 +268,32 @@ class RunConfig:
         method.check_options(dict(self.options))
         method.validate(self)
         return self
+
+    def _validate_sizes(self) -> None:
+        """The upper bounds of MAX_SIZES, MAX_WIDTH and MAX_DEPTH (the lower ones are checked by validate)."""
+        for key, (largest, what) in MAX_SIZES.items():
+            value = getattr(self, key)
+            if value is not None and value > largest:
+                raise BadKey(key, f"expected at most {largest:,} ({what}), got {value:,}")
+        depth = cifar_depth(self.arch)
+        if depth is not None and depth > MAX_DEPTH:
+            raise BadKey("arch", f"resnet{depth} is deeper than resnet{MAX_DEPTH}, the deepest CIFAR ResNet "
+                                 f"(He et al. 2016); pick a depth of at most {MAX_DEPTH}")
+        if self.width > MAX_WIDTH:
+            raise BadKey("width", self._width_refusal())
+
+    def _width_refusal(self) -> str:
+        """Why a width above MAX_WIDTH is refused: the memory a CIFAR ResNet of that width would need to train."""
+        depth = cifar_depth(self.arch)
+        if depth is None:  # torchvision's ResNets have one width
+            return f"expected 1 ({self.arch} has a fixed width), got {self.width:,}"
+
+        def cost(width: int) -> str:
+            n = cifar_resnet_params(depth, width, registry.TASKS[self.task].in_channels, num_classes(self))
+            return f"{n:.2g} parameters, {_bytes(n * _BYTES_PER_PARAMETER)} to train"
+        return (f"expected at most {MAX_WIDTH} (a {self.arch} of width {MAX_WIDTH} has {cost(MAX_WIDTH)}), got "
+                f"{self.width:,}: a {self.arch} of width {self.width:,} would have {cost(self.width)} in fp32 "
+                "(weights, gradients and momentum)")
 
     def _validate_fsp(self) -> None:
         _one_of("fsp.style", self.fsp.style, tuple(FSP_STYLES))
@@ -286,6 +335,39 @@ class RunConfig:
 def num_classes(cfg: RunConfig) -> int:
     """Classes a run's network outputs: its class subset, or all of its task's."""
     return len(cfg.classes) or registry.TASKS[cfg.task].num_classes
+
+
+def cifar_depth(arch: str) -> int | None:
+    """The depth of a CIFAR ResNet's name (resnet20 -> 20); None for another network."""
+    m = registry.CIFAR_ARCH.match(arch)
+    return int(m.group(1)) if m else None
+
+
+def cifar_resnet_params(depth: int, width: int, in_channels: int, classes: int) -> int:
+    """Trainable parameters of fspbench.models.CifarResNet(depth, classes, in_channels, width), without torch:
+    a resnet20 of width 1 has 0.27M, and the count grows with width squared (every conv is 16w x 32w x ...)."""
+    n = (depth - 2) // 6  # blocks per section
+
+    def block(c_in: int, c_out: int) -> int:  # two 3x3 convs and their batch norms, a 1x1 shortcut on a change
+        shortcut = c_in * c_out + 2 * c_out if c_in != c_out else 0
+        return 9 * c_in * c_out + 9 * c_out * c_out + 4 * c_out + shortcut
+
+    widths = (16 * width, 32 * width, 64 * width)
+    total = 9 * in_channels * widths[0] + 2 * widths[0]  # the stem conv and its batch norm
+    c_in = widths[0]
+    for c_out in widths:
+        total += block(c_in, c_out) + (n - 1) * block(c_out, c_out)
+        c_in = c_out
+    return total + widths[-1] * classes + classes  # the classifier
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes in decimal units: 92 TB."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 def teacher_mismatch(cfg: RunConfig, teacher: RunConfig, name: str = "the teacher") -> tuple[str, str] | None:
@@ -337,10 +419,16 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         raise BadKey(f"{source}: {err.key}", err.what) if source else err from None
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types, resolved once: a grid of thousands of runs builds a config per run."""
+    return typing.get_type_hints(cls)
+
+
 def _coerce_fields(
     cls: type, raw: dict[str, Any], prefix: str, skip: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = [f.name for f in fields(cls) if f.name not in skip]
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -416,14 +504,31 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    """Read a TOML run config into a dict; a missing or malformed file raises BadInput."""
+    """Read a TOML run config into a dict; a missing or malformed file raises BadInput.
+
+    A leading UTF-8 byte order mark (what some Windows editors write) is read past, as CRLF line ends are.
+    """
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            text = read_toml_text(fh.read())
     except FileNotFoundError:
         raise BadInput(f"{path}: no such config file; pass a TOML file or use --set key=value") from None
+    except IsADirectoryError:
+        raise BadInput(f"{path}: is a folder, not a config file; pass a TOML file or use --set key=value") from None
+    except PermissionError:
+        raise BadInput(f"{path}: cannot read the config file (permission denied); make it readable") from None
+    except UnicodeDecodeError as err:
+        raise BadInput(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise BadInput(f"{path}: invalid TOML: {err}") from None
+
+
+def read_toml_text(data: bytes) -> str:
+    """A TOML file's bytes as text, without the UTF-8 byte order mark some editors put first: TOML is UTF-8,
+    and tomllib would refuse the mark as an invalid character at line 1, column 1."""
+    return data.decode("utf-8-sig")
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,9 @@ EVAL_ROUND_BATCHES = 1  # test batches (of data.EVAL_BATCH images) per timed cal
 WARMUP_STEPS = 2  # untimed calls of each kind before the rounds
 KINDS_AT_ONCE = 8  # kinds built and timed together, at most (their networks and data in memory at once)
 FIXED_SCALE_KEY = "fixed_cost_scale"  # a machine's cache entry: its fixed costs over the reference's
+GRID_PREFIX = "grid:"  # + a kind's key: its fastest seconds measured in a grid's trials (fspbench.measured)
+BUSY_PREFIX = "busy:"  # + a kind's key: cores other processes took while it was timed
+BUSY_CORES = 0.3  # more than this and a timing is taken again next time (Ray's idle processes take ~0.12)
 LOAD_TIMEOUT_S = 120.0  # the longest wait for the processes that load the CPU alongside a calibration
 CACHE_VERSION = 4  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds;
 # 3: the machine's fixed-cost scale (FIXED_SCALE_KEY) beside its kinds; 4: a stage's own settings in its key
@@ -170,14 +173,17 @@ def eval_points(cfg: RunConfig) -> list[tuple[int, bool]]:
     test = round(info.test_images * k / info.num_classes)
     curve = min(cfg.eval_subset, test) if cfg.eval_subset else test
     stages = stage_plans(cfg)
-    points, step = [], 0
+    points: list[tuple[int, bool]] = []
+    base, every = 0, cfg.eval_every
     for i, spec in enumerate(stages):
-        for s in range(1, spec.steps + 1):
-            step += 1
-            if s == spec.steps and i == len(stages) - 1:
-                points.append((test + (curve if cfg.eval_subset else 0), True))
-            elif s == spec.steps or step % cfg.eval_every == 0:
-                points.append((curve, False))
+        if spec.steps <= 0:
+            continue
+        end = base + spec.steps
+        # the multiples of eval_every inside the stage (counted, not stepped through: a grid has thousands of
+        # runs of thousands of steps), then the stage's end, whether or not it is one
+        points.extend([(curve, False)] * len(range((base // every + 1) * every, end, every)))
+        points.append((test + (curve if cfg.eval_subset else 0), True) if i == len(stages) - 1 else (curve, False))
+        base = end
     return points
 
 
@@ -418,7 +424,13 @@ class Calibration:
 
 def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibration:
     """Time every kind not in this machine's cache, at ``threads`` torch threads, while ``alongside``
-    other processes run the same work (a grid's other trials on this machine); update the cache."""
+    other processes run the same work (a grid's other trials on this machine); update the cache.
+
+    A kind some grid on this machine has run takes its measured seconds (``GRID_PREFIX``, written by
+    fspbench.measured). A kind timed while other processes kept the machine busy (more than BUSY_CORES
+    of other CPU, ``BUSY_PREFIX``) is timed again, and the faster of the two timings kept: another
+    process's load only ever slows a step down.
+    """
     import torch
 
     from fspbench.step import resolve_device
@@ -427,42 +439,112 @@ def calibrate(kinds: Iterable[Kind], threads: int, alongside: int = 0) -> Calibr
     device = next(iter(by_key.values())).cfg.device if by_key else "cpu"
 
     machine = machine_key(resolve_device(device).type, threads, alongside)
-    cache = _read_cache()
-    known: dict[str, float] = dict(cache.get(machine, {}))
-    todo = [k for key, k in by_key.items() if key not in known]
+    known: dict[str, float] = dict(_read_cache().get(machine, {}))
+    todo = [k for key, k in by_key.items() if GRID_PREFIX + key not in known
+            and (key not in known or (known.get(BUSY_PREFIX + key, 0.0) > BUSY_CORES
+                                      and (machine, key) not in _TIMED_HERE))]
+    _TIMED_HERE.update((machine, k.key) for k in todo)
     t0 = time.perf_counter()
     if todo:
+        load = OtherLoad()
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
-        load = _Alongside(alongside, threads) if alongside > 0 else None
+        alongside_load = _Alongside(alongside, threads) if alongside > 0 else None
+        timed: dict[str, float] = {}
         try:
             for i in range(0, len(todo), KINDS_AT_ONCE):
                 group = todo[i:i + KINDS_AT_ONCE]
-                if load is not None:
-                    load.start(group)
-                known.update(zip((k.key for k in group), _time_kinds(group, load)))
+                if alongside_load is not None:
+                    alongside_load.start(group)
+                timed.update(zip((k.key for k in group), _time_kinds(group, alongside_load)))
         finally:
             torch.set_num_threads(before)
-            complete = load is None or load.ok  # else some kinds were timed alone: not what the key says
-            if load is not None:
-                load.close()
+            # else some kinds were timed alone: not what the key says
+            complete = alongside_load is None or alongside_load.ok
+            if alongside_load is not None:
+                alongside_load.close()
         if complete:
-            _cache_update(machine, {k.key: known[k.key] for k in todo})
-    if FIXED_SCALE_KEY not in known:
+            cache_update(machine, _faster(known, timed, load.cores()))
+        known.update(_faster(known, timed, 0.0))
+    if FIXED_SCALE_KEY not in known or (known.get(BUSY_PREFIX + FIXED_SCALE_KEY, 0.0) > BUSY_CORES
+                                        and (machine, FIXED_SCALE_KEY) not in _TIMED_HERE):
+        _TIMED_HERE.add((machine, FIXED_SCALE_KEY))
         # the fastest of a few: another process's load only ever slows an import down
-        known[FIXED_SCALE_KEY] = min(import_seconds() for _ in range(IMPORT_ROUNDS)) / REFERENCE_IMPORT_S
-        _cache_update(machine, {FIXED_SCALE_KEY: known[FIXED_SCALE_KEY]})
-    return Calibration(machine, {key: known[key] for key in by_key}, round(time.perf_counter() - t0, 2),
-                       len(todo), len(by_key) - len(todo), alongside, known[FIXED_SCALE_KEY])
+        load = OtherLoad()
+        scale = min(import_seconds() for _ in range(IMPORT_ROUNDS)) / REFERENCE_IMPORT_S
+        entry = _faster(known, {FIXED_SCALE_KEY: scale}, load.cores())
+        cache_update(machine, entry)
+        known.update(entry)
+    seconds = {key: known[GRID_PREFIX + key] if GRID_PREFIX + key in known else known[key] for key in by_key}
+    fixed = known.get(GRID_PREFIX + FIXED_SCALE_KEY, known[FIXED_SCALE_KEY])
+    return Calibration(machine, seconds, round(time.perf_counter() - t0, 2), len(todo), len(by_key) - len(todo),
+                       alongside, fixed)
 
 
-def _cache_update(machine: str, entries: dict[str, float]) -> None:
+# (machine, kind key) timed by this process: a timing from a busy machine is taken again once per
+# invocation, not at each of its estimates (a dry run estimates every look)
+_TIMED_HERE: set[tuple[str, str]] = set()
+
+
+def _faster(known: dict[str, float], timed: dict[str, float], busy: float) -> dict[str, float]:
+    """Cache entries for ``timed`` (key -> seconds measured while other processes took ``busy`` cores):
+    the faster of each kind's new timing and the one the cache holds, and the lesser of their loads (once a
+    kind was timed on a quiet machine, a faster timing from a busy one is not a reason to time it again)."""
+    out: dict[str, float] = {}
+    for key, secs in timed.items():
+        out[key] = min(secs, known.get(key, secs))
+        out[BUSY_PREFIX + key] = round(min(busy, known.get(BUSY_PREFIX + key, busy)), 3)
+    return out
+
+
+class OtherLoad:
+    """Cores' worth of CPU that processes other than this one and its waited-for children took since it
+    was made (Linux's /proc/stat less this process's own CPU; 0 where /proc/stat cannot be read). Ray's
+    own processes, when this process started them, count as other: they took the CPU too."""
+
+    def __init__(self) -> None:
+        self.t0, self.busy0, self.own0 = time.monotonic(), _machine_busy_s(), _own_cpu_s()
+
+    def cores(self) -> float:
+        busy = _machine_busy_s()
+        if busy is None or self.busy0 is None:
+            return 0.0
+        other = (busy - self.busy0) - (_own_cpu_s() - self.own0)
+        return max(0.0, other) / max(1e-9, time.monotonic() - self.t0)
+
+
+def _machine_busy_s() -> float | None:
+    """CPU seconds every process on this machine has used since boot (/proc/stat), None elsewhere."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of its children it has waited for (the calibration's own load)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def cache_update(machine: str, entries: dict[str, float]) -> None:
+    """Add ``entries`` to ``machine``'s entry of the calibration cache (atomically; not at all where the
+    cache cannot be written: the estimate still stands, it is only not cached)."""
     cache = _read_cache()  # another process may have added kinds meanwhile
     cache[machine] = {**cache.get(machine, {}), **entries}
     try:
         atomic_write_json(cache_path(), cache)
-    except OSError:  # a read-only home: the estimate still stands, it is only not cached
+    except OSError:  # a read-only home
         pass
+
+
+def cached(machine: str) -> dict[str, float]:
+    """``machine``'s entry of the calibration cache as it is now (empty when there is none)."""
+    return dict(_read_cache().get(machine, {}))
 
 
 def import_seconds() -> float:
@@ -557,6 +639,7 @@ class Estimate:
     calibration: Calibration
     startup_s: float = 0.0  # fixed costs: the calibration made now, Ray's start, the Tune run's start and end
     slowdown: float = 1.0  # the factor on the trials' work for the CPU Ray's processes take (ray_slowdown)
+    fixed_startup_s: float = 0.0  # the fixed costs in startup_s at the reference machine's speed (x fixed_scale)
 
     @property
     def schedule_s(self) -> float:
@@ -613,11 +696,10 @@ def estimate_from(runs: list[GridRun], teachers: dict[str, RunConfig], cal: Cali
     slowdown = ray_slowdown(float(cores or os.cpu_count() or 1), busy) if on_cpu else 1.0
     fixed = cal.fixed_scale
     run_s = {r.run_id: run_seconds(r, teachers, cal.seconds, slowdown, fixed) for r in runs}
-    startup = (cal.measured_s if spent_s is None else spent_s) + tune_run_startup_s() * fixed
-    if include_ray_start:
-        startup += (PREPARE_S + ray_start_s()) * fixed
+    fixed_startup = tune_run_startup_s() + ((PREPARE_S + ray_start_s()) if include_ray_start else 0.0)
+    startup = (cal.measured_s if spent_s is None else spent_s) + fixed_startup * fixed
     schedule = simulate(runs, run_s, slots, actor_start_s=ACTOR_START_S * fixed)
-    return Estimate(startup + schedule, run_s, slots, threads, cal, startup, slowdown)
+    return Estimate(startup + schedule, run_s, slots, threads, cal, startup, slowdown, fixed_startup)
 
 
 def ray_is_up() -> bool:

@@ -44,7 +44,7 @@ from typing import Any
 import fspbench
 from fspbench import methods
 from fspbench.claims import CONTROL
-from fspbench.config import RunConfig, merge, teacher_mismatch
+from fspbench.config import RunConfig, merge, read_toml_text, teacher_mismatch
 from fspbench.errors import BadInput, BadKey
 from fspbench.methods import init_steps
 from fspbench.schema import MAX_SEEDS, build_config, validate
@@ -110,6 +110,13 @@ def at_look(bench: Benchmark, seeds: dict[str, int]) -> Benchmark:
     return replace(bench, teachers=teachers, students=students, seeds=dict(seeds))
 
 
+def look_of(run: GridRun, look_every: int) -> int:
+    """The look of a [design] grid that adds ``run``: the first whose expansion (``at_look`` with every
+    claim at look x look_every seeds) holds it. Arm i's runs come at look i // look_every + 1, and an arm
+    outside the claims has look_every runs, all at the first look."""
+    return max(0, run.seed_index) // look_every + 1
+
+
 def first_look(spec: BenchmarkSpec) -> dict[str, int]:
     """Seeds per deciding arm of every claim at the first look."""
     return {k: spec.design.look_every for k in spec.claims} if spec.design else {}
@@ -144,7 +151,7 @@ def load_benchmark(name_or_path: str, results_dir: str | Location) -> Benchmark:
     path = resolve_benchmark(name_or_path)
     where = _display(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_toml_text(path.read_bytes())  # without a byte order mark (Windows editors write one)
     except (OSError, UnicodeDecodeError) as err:
         raise BadInput(f"{where}: cannot read the benchmark file: {err}") from None
     return benchmark_from_text(text, path.resolve(), results_dir, where)
@@ -153,6 +160,7 @@ def load_benchmark(name_or_path: str, results_dir: str | Location) -> Benchmark:
 def benchmark_from_text(text: str, path: Path, results_dir: str | Location, where: str | None = None) -> Benchmark:
     """Expand a benchmark file's text (e.g. the copy kept in grid.json); same checks as load_benchmark."""
     where = where or str(path)
+    text = text.removeprefix("\ufeff")  # a byte order mark: read past, as by load_benchmark
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -69,8 +69,10 @@ def _combined(grid: GridLedger, entries: list[LookEntry]) -> GridLedger:
                              "per_look": [e.estimated_s for e in trained]})
 
 
-def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) -> GridLedger:
-    """Train ``bench`` look by look (module docstring); returns the grid.json written."""
+def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate,
+              stopped: Callable[[], bool] = lambda: False) -> GridLedger:
+    """Train ``bench`` look by look (module docstring); returns the grid.json written. ``stopped()``: the
+    grid was interrupted (SIGINT or SIGTERM), so no look comes after the one it stopped."""
     spec, design = bench.spec, bench.design
     assert spec is not None and design is not None
     seeds = first_look(spec)
@@ -84,7 +86,7 @@ def run_looks(bench: Benchmark, train: Train, paths: Paths, estimate: Estimate) 
         print(f"[fspbench] look {look} of {design.looks}: {look * design.look_every} seeds per arm for "
               f"{', '.join(open_claims) or 'every arm (no claims: an ablation grid)'}", flush=True)
         grid = train(b)
-        if grid.runs.not_run:
+        if grid.runs.not_run or stopped():
             break  # a stopped grid: the look is incomplete, a rerun resumes it
         a = decide(paths, b)
         entries.append(_look_entry(look, seeds, grid, a, before.get(look)))

@@ -1,17 +1,21 @@
 """What the driver sees of a grid's trials while Tune runs them: a progress line per ended run,
 every attempt that failed and was retried (where it ran, and the time it lost), and the storage fault
-that stops the grid.
+that stops the grid, and SIGINT (Ctrl-C) or SIGTERM, which stop it too.
 
-The callbacks and the stopper are built by functions, so that Ray is imported only when a grid runs.
+The callbacks and the stoppers are built by functions, so that Ray is imported only when a grid runs.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fspbench.cluster import ClusterSlots
@@ -170,6 +174,112 @@ def storage_stop() -> Any:
             return self.fault is not None
 
     return StorageStop()
+
+
+class Interrupted(KeyboardInterrupt):
+    """``fspbench run`` stopped by SIGINT (Ctrl-C) or SIGTERM. A KeyboardInterrupt, so that whatever
+    catches one (``fspbench.train``: no record for a run cut short) treats both signals alike; the
+    command exits with 128 + the signal's number, as a shell reports a process that signal ended.
+    ``grid``: grid.json as written after the runs in flight stopped (None when it was not written)."""
+
+    def __init__(self, signum: int, grid: Any = None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.grid = signum, grid
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class TrialStopped(KeyboardInterrupt):
+    """Raised in a trial when Tune stops it (the grid was interrupted or stopped): Tune's report ends the
+    training thread with ``SystemExit(0)``, which ``train_run`` would record as the run's failure. As a
+    KeyboardInterrupt it leaves no record and keeps the resumable state, so the run is not run, not failed."""
+
+
+# Tune's own SIGINT handler ends its run without saying so to the caller; fspbench's (Interrupts) does both
+_TUNE_SIGINT = "TUNE_DISABLE_SIGINT_HANDLER"
+
+
+class Interrupts:
+    """SIGINT and SIGTERM while ``fspbench run`` runs a grid (``installed()`` around it).
+
+    While Tune trains (``graceful()``), the first signal stops the grid as a storage fault does (the
+    stopper from ``signal_stop``): Tune stops the runs in flight, which leave no record and keep their
+    resumable state, and the grid's outputs are written; a second signal gives up waiting and raises
+    Interrupted at once. Outside Tune's run a signal raises Interrupted at once (nothing is training).
+    ``signum``: the first signal received (None while there was none).
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._graceful = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        # no printing here: a handler runs between two bytecodes of the main thread, maybe inside a print
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if not (first and self._graceful):
+            raise Interrupted(self.signum or signum)
+
+    def raise_if_received(self, grid: Any = None) -> None:
+        """Interrupted, with ``grid`` (grid.json as written), when a signal came during Tune's run."""
+        if self.signum is not None:
+            raise Interrupted(self.signum, grid)
+
+    @contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        """The handlers for SIGINT and SIGTERM, the ones before them restored on the way out. Only the main
+        thread may set handlers: elsewhere (a grid run from a thread) the signals keep theirs."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        before = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
+
+    @contextmanager
+    def graceful(self) -> Iterator[None]:
+        """While Tune runs: the first signal stops the grid through ``signal_stop`` rather than at once."""
+        before = os.environ.get(_TUNE_SIGINT)
+        os.environ[_TUNE_SIGINT] = "1"
+        self._graceful = True
+        try:
+            yield
+        finally:
+            self._graceful = False
+            if before is None:
+                os.environ.pop(_TUNE_SIGINT, None)
+            else:
+                os.environ[_TUNE_SIGINT] = before
+
+
+def signal_stop(interrupts: Interrupts) -> Any:
+    """A Tune Stopper that ends the grid once ``interrupts`` has received a signal: Tune stops the runs in
+    flight, and its loop ends. Tune asks it at every step of that loop (a tenth of a second at most)."""
+    from ray.tune import Stopper
+
+    class SignalStop(Stopper):
+        def __init__(self) -> None:
+            self.said = False
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            if interrupts.signum is None:
+                return False
+            if not self.said:  # said here, in Tune's loop, not in the signal handler
+                self.said = True
+                print(f"[fspbench] {signal.Signals(interrupts.signum).name}: stopping the runs in flight (they "
+                      "keep their last evaluation point and resume from it); again to stop at once", flush=True)
+            return True
+
+    return SignalStop()
 
 
 # Ray logs a failed upload of its experiment state to the results folder as an ERROR with a traceback, and goes on

@@ -14,10 +14,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,12 +30,22 @@ from typing import Any
 from fspbench import tracking
 from fspbench.cluster import ClusterSlots, Node, check_request, live_nodes, slots, this_machine
 from fspbench.errors import BadInput, StorageError, storage
-from fspbench.estimate import Estimate, cache_path, estimate_grid, fmt_duration
-from fspbench.grid import Benchmark, GridRun, at_look, portable_path, run_labels
+from fspbench.estimate import (
+    Estimate,
+    cache_path,
+    cached,
+    estimate_from,
+    estimate_grid,
+    fmt_duration,
+    teacher_configs,
+)
+from fspbench.grid import Benchmark, GridRun, at_look, look_of, portable_path, run_labels
 from fspbench.hardware import Hardware, detect
 from fspbench.lock import results_lock
+from fspbench.measured import learn
 from fspbench.registration import check_unchanged, register
 from fspbench.results import (
+    FINISHED,
     GridLedger,
     HistoryEntry,
     Paths,
@@ -51,6 +65,7 @@ from fspbench.results import (
 )
 from fspbench.store import AWS_ENV, ObjectPath, check_bucket, location, tune_storage
 from fspbench.tracking import Tracker
+from fspbench.trials import Interrupts
 
 # ---------------------------------------------------------------- the trial (runs in a Ray worker)
 
@@ -63,7 +78,7 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
 
     from fspbench.config import config_from_dict
     from fspbench.train import train_run
-    from fspbench.trials import STORAGE_FAULT
+    from fspbench.trials import STORAGE_FAULT, TrialStopped
 
     # one line per stored checkpoint would drown the progress lines
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -85,17 +100,24 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
         # the node goes with every report, so the driver can say where a lost attempt ran (trials.TrialLog)
         metrics = {**{k: v for k, v in row.items() if isinstance(v, (int, float))}, "node_id": node_id,
                    "stage": row["stage"]}  # the stage tells the driver's curves which axis a point is on
-        if state_path is None or not state_path.exists():
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            shutil.copy2(state_path, Path(d) / state_path.name)
-            with storage(paths.ray):  # Tune persists the checkpoint under the results folder
-                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        try:
+            if state_path is None or not state_path.exists():
+                tune.report(metrics)
+                return
+            with tempfile.TemporaryDirectory() as d:
+                shutil.copy2(state_path, Path(d) / state_path.name)
+                with storage(paths.ray):  # Tune persists the checkpoint under the results folder
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        except SystemExit:  # Tune stops this trial (the grid was interrupted): not the run's failure
+            raise TrialStopped from None
 
+    record: RunRecord | None = None
     try:
+        _drop_unfinished_record(remote, run_id)
         _restore(tune.get_checkpoint(), paths)
         record = RunRecord.from_json(train_run(cfg, paths.runs, ckpt_dir=paths.checkpoints, on_eval=on_eval), run_id)
+    except TrialStopped:  # train_run wrote no record; its state file stays for the rerun
+        pass
     except StorageError as err:
         # a full disk or a refused write stays so on a retry: the trial ends without Tune's retries (its record
         # says failed with the cause where it could be written) and tells the driver, which stops the grid
@@ -104,8 +126,27 @@ def _trial(config: dict[str, Any], runs: dict[str, dict[str, Any]], root: str) -
     finally:  # a finished run's weights and record, or a failed run's record, go to the bucket
         if paths is not remote:
             upload_run(run_id, paths, remote)
+    if record is None:  # stopped by Tune: no record, the resumable state kept (not run; a rerun resumes)
+        return
     if record.run_id != run_id:
         raise RuntimeError(f"run id changed from {run_id} to {record.run_id}: the teacher differs from the grid's")
+
+
+def _drop_unfinished_record(paths: Paths, run_id: str) -> None:
+    """The record of an earlier attempt that did not finish (failed, or a student blocked then) is this
+    attempt's no longer: removed as the run trains again, so that a run interrupted now is not run, not
+    failed. This attempt writes its own when it ends; a finished record (a teacher whose weights are
+    trained again) stays."""
+    path = paths.record(run_id)
+    with storage(str(path)):  # a local path or an s3:// URI
+        if not path.exists():
+            return
+        try:
+            status = RunRecord.load(path).status
+        except BadInput:  # unreadable: the driver has said so; this attempt's record replaces it
+            return
+        if status not in FINISHED:
+            path.unlink(missing_ok=True)
 
 
 def _restore(checkpoint: Any, paths: Paths) -> None:
@@ -154,6 +195,25 @@ def connect(address: str | None) -> None:
     # oneDNN's), so that a grid run with them trains, and is checked for native bf16, as this process would
     passed = {k: v for k in FORWARDED_ENV if (v := os.environ.get(k))}
     runtime_env = {"env_vars": passed} if passed else None
+    with _own_sigterm():
+        _init(address, runtime_env)
+
+
+@contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """ray.init sets a SIGTERM handler that exits with status 15 at once; a handler of this process's own
+    (trials.Interrupts: stop the grid, exit 143) is put back after it. Without one, Ray's stays."""
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(before) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, before)
+
+
+def _init(address: str | None, runtime_env: dict[str, Any] | None) -> None:
+    import ray
+
     if address:
         check_reachable(address)
         try:
@@ -183,19 +243,21 @@ class Outcome:
 
 
 def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimate, verbose: int,
-               curves: Tracker) -> Outcome:
+               curves: Tracker, interrupts: Interrupts) -> Outcome:
     """Train ``runs`` in one Tune run; each student starts once its own teacher has ended ok.
 
     At most as many trials run at once as the nodes alive at that moment hold (searcher.FollowCluster,
     capped by [resources] max_concurrent): a node that joins gets trials, a lost node's trial is
     retried from its last checkpoint on the nodes left. Tune asks the order for a run only when a
-    slot frees up, so the choice is made as late as possible.
+    slot frees up, so the choice is made as late as possible. SIGINT or SIGTERM (``interrupts``) stops
+    it as a storage fault does: the runs in flight stop without a record, the others are not started.
     """
     from ray import tune
+    from ray.tune.stopper import CombinedStopper
 
     from fspbench.searcher import FollowCluster, TeacherFirst  # imports Ray Tune: only when a grid runs
     from fspbench.tracking import disable_tune_loggers, tune_callback
-    from fspbench.trials import progress_callback, ray_storage_faults, storage_stop, trial_log
+    from fspbench.trials import progress_callback, ray_storage_faults, signal_stop, storage_stop, trial_log
 
     def cost(run: GridRun) -> float:  # the calibrated seconds: the order the estimate simulated
         return est.run_s[run.run_id]
@@ -203,8 +265,8 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     log, stop = trial_log(), storage_stop()
 
     def blocked(run: GridRun, status: str) -> None:
-        if stop.fault is not None:  # the grid ends on a storage fault: the student is not run (a rerun resumes)
-            return
+        if stop.fault is not None or interrupts.signum is not None:
+            return  # the grid ends on a storage fault or a signal: the student is not run (a rerun resumes)
         try:
             mark_blocked(paths, run, status)
         except StorageError as err:  # inside Tune's loop: end the grid as a trial's storage fault does
@@ -232,7 +294,9 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
             name=f"grid-{stamp}",
             **tune_storage(paths.ray),  # a folder, or the results' bucket through pyarrow's S3FileSystem
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),  # retried from the last checkpoint
-            stop=stop,  # a storage fault (a trial reports STORAGE_FAULT) ends the grid: the next runs would fail too
+            # a storage fault (a trial reports STORAGE_FAULT) ends the grid: the next runs would fail too; so
+            # does SIGINT or SIGTERM
+            stop=CombinedStopper(stop, signal_stop(interrupts)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[progress_callback(runs, order, est, cluster), log, tune_callback(curves)],
             verbose=verbose,
@@ -240,7 +304,7 @@ def _tune_runs(runs: list[GridRun], bench: Benchmark, paths: Paths, est: Estimat
     )
     print(f"[fspbench] {len(runs)} runs to train; students start as soon as their teacher has finished",
           flush=True)
-    with ray_storage_faults(stop, paths.ray):
+    with ray_storage_faults(stop, paths.ray), interrupts.graceful():
         tuner.fit()  # trial errors are recorded by the trials; the grid goes on, unless the storage fails
     return Outcome(set(order.blocked), log.retries, cluster.peak, log.peak_running, stop.fault)
 
@@ -264,6 +328,9 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     ``dry_run``: print the time estimate and the runs it would train, write nothing, return None.
     ``autoscaling``: the cluster adds nodes on demand, so a trial no node holds yet waits for one
     instead of being refused (fspbench.cluster.check_request).
+    SIGINT (Ctrl-C) or SIGTERM stops the grid (trials.Interrupts): the runs in flight stop without a
+    record, keeping their resumable state; once runs.parquet and grid.json are written (those runs not
+    run, none failed) it raises trials.Interrupted, with grid.json, and the same command resumes.
     """
     paths = Paths(location(results))
     if isinstance(paths.root, ObjectPath):  # endpoint, bucket and credentials, before anything trains
@@ -275,18 +342,26 @@ def run_grid(bench: Benchmark, results: str | os.PathLike[str], address: str | N
     if not isinstance(paths.root, ObjectPath):
         check_writable(paths.root)
     tracking.check(bench)  # a bad MLflow URI exits 2 before anything is written
-    with results_lock(paths.root) as lock:
+    interrupts = Interrupts()
+    with interrupts.installed(), results_lock(paths.root) as lock:
         lock.acquire_if_exists()  # a second runner on this folder is refused before any slow work
-        if bench.design is None:
-            return _run_locked(bench, paths, lock, address, verbose, autoscaling)
-        from fspbench.looks import run_looks  # the analysis: only for grids with claims
 
-        if paths.ledger.exists():  # results from before registrations (or a registration): registered now
-            lock.acquire()
-            register(bench, paths)
-        _print_looks(bench, paths, address, autoscaling)
-        return run_looks(bench, lambda b: _run_locked(b, paths, lock, address, verbose, autoscaling),
-                         paths, lambda b: _look_estimate(b, paths, address, autoscaling))
+        def train(b: Benchmark) -> GridLedger:
+            return _run_locked(b, paths, lock, address, verbose, autoscaling, interrupts)
+
+        if bench.design is None:
+            grid = train(bench)
+        else:
+            from fspbench.looks import run_looks  # the analysis: only for grids with claims
+
+            if paths.ledger.exists():  # results from before registrations (or a registration): registered now
+                lock.acquire()
+                register(bench, paths)
+            _print_looks(bench, paths, address, autoscaling)
+            grid = run_looks(bench, train, paths, lambda b: _look_estimate(b, paths, address, autoscaling),
+                             stopped=lambda: interrupts.signum is not None)
+    interrupts.raise_if_received(grid)
+    return grid
 
 
 def check_writable(root: Path) -> None:
@@ -337,12 +412,13 @@ def _pending(bench: Benchmark, paths: Paths) -> list[GridRun]:
     left = {r.run_id for r in pending}
     diverged = {t.run_id for t in bench.teachers if t.run_id not in left and _status(paths, t.run_id) == "diverged"}
     pending = [r for r in pending if r.teacher_run_id not in diverged]
+    left = {r.run_id for r in pending}  # by id: a run's config compared field by field would cost n x n
     # students still to train need their teacher's weights: a teacher whose file is gone or altered
     # is trained again (the CPU path is deterministic, so it comes back the same)
     needed = {r.teacher_run_id for r in pending if r.teacher_run_id}
-    redo = {t.run_id for t in bench.teachers if t.run_id in needed and t not in pending
+    redo = {t.run_id for t in bench.teachers if t.run_id in needed and t.run_id not in left
             and not teacher_usable(paths, t.run_id)}
-    return [r for r in bench.runs if r.run_id in redo or r in pending] if redo else pending
+    return [r for r in bench.runs if r.run_id in redo or r.run_id in left] if redo else pending
 
 
 def _plan(bench: Benchmark, pending: list[GridRun], address: str | None, connected: bool,
@@ -434,17 +510,32 @@ def _look_estimate(bench: Benchmark, paths: Paths, address: str | None, autoscal
 
 
 def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscaling: bool) -> list[dict[str, Any]]:
-    """The time to the first look and the worst case (every claim open to its last look), look by look."""
+    """The time to the first look and the worst case (every claim open to its last look), look by look.
+
+    The grid is expanded once, at its last look, and calibrated once for all its kinds; each run is counted
+    at the look that adds it (grid.look_of), each look estimated as its own Tune run (the first with the
+    invocation's start): the time this takes grows with the runs, not with runs x looks."""
+    import ray
+
     design = bench.design
     assert design is not None and bench.spec is not None
+    last = at_look(bench, {k: design.max_seeds for k in bench.spec.claims})
+    pending = _pending(last, paths)
+    plan = _plan(last, pending, address, connected=ray.is_initialized(), autoscaling=autoscaling, notices=False,
+                 first=True) if pending else None
+    by_look: dict[int, list[GridRun]] = {}
+    for r in plan.pending if plan else []:
+        by_look.setdefault(look_of(r, design.look_every), []).append(r)
     rows: list[dict[str, Any]] = []
-    seen: set[str] = set()
     for look in range(1, design.looks + 1):
-        b = at_look(bench, {k: look * design.look_every for k in bench.spec.claims})
-        runs, secs = _look_estimate(b, paths, address, autoscaling, exclude=seen, first=look == 1 and not seen)
-        seen |= {r.run_id for r in b.runs}
+        runs, secs = len(by_look.get(look, [])), 0.0
+        if runs and plan is not None and plan.estimate is not None:
+            e, cal = plan.estimate, plan.estimate.calibration
+            secs = estimate_from(by_look[look], teacher_configs(last), cal, e.slots, e.threads,
+                                 include_ray_start=look == 1, spent_s=cal.measured_s if look == 1 else 0.0,
+                                 on_cpu=cal.machine.startswith("cpu|")).wall_s
         rows.append({"look": look, "seeds_per_arm": look * design.look_every, "runs": runs,
-                     "estimated_s": round(secs, 1) if secs is not None else 0.0})
+                     "estimated_s": round(secs, 1)})
     total = sum(r["estimated_s"] for r in rows)
     per = "; ".join(f"look {r['look']}: {r['runs']} runs, {fmt_duration(r['estimated_s'])}" for r in rows)
     print(f"[fspbench] time to the first look: {fmt_duration(rows[0]['estimated_s'])}; worst case, every claim open "
@@ -454,7 +545,7 @@ def _print_looks(bench: Benchmark, paths: Paths, address: str | None, autoscalin
 
 
 def _run_locked(bench: Benchmark, paths: Paths, lock: Any, address: str | None,
-                verbose: int, autoscaling: bool) -> GridLedger:
+                verbose: int, autoscaling: bool, interrupts: Interrupts) -> GridLedger:
     started, t0 = now(), time.monotonic()
     pending = _pending(bench, paths)
     plan = Plan([], [], detect(_trial_device(bench)), [], None)
@@ -474,9 +565,11 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: Any, address: str | None,
         paths.runs.mkdir(parents=True, exist_ok=True)
         curves = tracking.tracker(bench, paths)
         try:
-            outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose, curves)
+            outcome = _tune_runs(plan.pending, bench, paths, plan.estimate, verbose, curves, interrupts)
         finally:
             curves.close()
+    if interrupts.signum is not None:  # no trial of this grid may write a record after runs.parquet and grid.json
+        _stop_ray()
     lock.acquire()
     paths.runs.mkdir(parents=True, exist_ok=True)
     try:
@@ -491,7 +584,23 @@ def _run_locked(bench: Benchmark, paths: Paths, lock: Any, address: str | None,
         raise outcome.storage
     # every record's curve, so runs of earlier invocations, and points a failing sink missed, are there too
     tracking.tracker(bench, paths).catch_up()
+    if plan.estimate is not None:
+        _learn_timings(bench, paths, plan, outcome, grid.wall_time_s)
     return grid
+
+
+def _learn_timings(bench: Benchmark, paths: Paths, plan: Plan, outcome: Outcome, wall_s: float) -> None:
+    """Fold what the runs just trained measured into this machine's calibration cache (fspbench.measured),
+    so that the next estimate here starts from the machine's speed in a grid. Only records of the hardware
+    and thread count the estimate was calibrated for count (a cluster's other kinds of node do not)."""
+    assert plan.estimate is not None
+    records = {r.run_id: rec for r in plan.pending if (rec := read_run_record(paths.record(r.run_id))) is not None}
+    # the wall time measures the estimate's fixed costs only where the grid ran as estimated: every run
+    # trained now, ok, in one attempt
+    as_estimated = not outcome.retries and not outcome.blocked and all(
+        (rec := records.get(r.run_id)) is not None and rec.status == "ok" for r in plan.pending)
+    learn(plan.pending, teacher_configs(bench), records, plan.estimate, cached(plan.estimate.calibration.machine),
+          wall_s if as_estimated else None)
 
 
 def _stop_ray() -> None:

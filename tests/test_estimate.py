@@ -220,7 +220,10 @@ def test_a_machines_fixed_cost_scale_scales_every_fixed_cost_and_no_work(tmp_pat
 
 
 @pytest.mark.slow
-def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
+def test_calibration_is_cached_per_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # timings are taken again when other processes kept the machine busy (tests/test_measured.py): not here
+    monkeypatch.setattr(est, "BUSY_CORES", float("inf"))
+    before = set(_children())  # e.g. the S3 server other tests of the session started
     bench = load_benchmark(str(TINY_BENCH), tmp_path / "results")
     teachers = {t.run_id: t.config for t in bench.teachers}
     kinds = grid_kinds(bench.runs, teachers)
@@ -236,7 +239,7 @@ def test_calibration_is_cached_per_machine(tmp_path: Path) -> None:
     beside = calibrate(kinds[:2], threads=1, alongside=1)  # so is another count of trials beside it
     assert beside.measured == 2 and beside.alongside == 1 and "alongside=1" in beside.machine
     assert all(s > 0 for s in beside.seconds.values())
-    assert not _children()  # the processes that ran beside it have ended
+    assert set(_children()) <= before  # the processes that ran beside it have ended (a session's servers stay)
     assert calibrate(kinds[:2], threads=1, alongside=1).measured == 0
     # a run's seconds grow with its steps
     r = bench.runs[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fspbench import methods
-from fspbench.grid import Benchmark, at_look, available_benchmarks, load_benchmark, resolve_benchmark
+from fspbench.grid import Benchmark, at_look, available_benchmarks, load_benchmark, look_of, resolve_benchmark
 
 PRESETS = ("smoke", "default", "full", "paper")
 
@@ -101,6 +101,20 @@ def test_worst_case_adds_only_the_deciding_and_regime_arms(tmp_path: Path) -> No
                     for m, s in (*c.deciding_arms(), *c.regime_arms())}
     assert all(r.seed_index >= d.look_every for r in new)
     assert len(last.teachers) == 3 * d.max_seeds  # one per FSP student seed: main, small and cross
+
+
+def test_each_run_comes_at_the_look_that_adds_it(preset: Benchmark) -> None:
+    """grid.look_of, from one expansion at the last look, against expanding the grid at every look."""
+    d = preset.design
+    if d is None:
+        pytest.skip(f"{preset.name} has no [design]: one expansion, no looks")
+    last = at_look(preset, {c: d.max_seeds for c in preset.claims})
+    before: set[str] = set()
+    for look in range(1, d.looks + 1):
+        now = {r.run_id for r in at_look(preset, {c: look * d.look_every for c in preset.claims}).runs}
+        assert {r.run_id for r in last.runs if look_of(r, d.look_every) == look} == now - before
+        before = now
+    assert before == {r.run_id for r in last.runs}
 
 
 def test_ablation_preset_changes_one_fsp_choice_per_arm() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -40,6 +41,12 @@ def test_smoke_benchmark_end_to_end_then_resume_trains_nothing(ray_cluster, smok
     assert grid["runs"]["ok"] == len(runs) and grid["cpus"] == 2.0 and grid["concurrent_slots"] == 2
     assert 0 < grid["harness_efficiency"] <= 1.0
     assert "[students.main]" in grid["benchmark_text"]
+    # what the trials measured is folded into this machine's calibration cache (fspbench.measured): the
+    # kinds' seconds in a grid, and the fixed-cost scale fitted to the looks' wall times
+    cache = json.loads((Path(os.environ["FSPBENCH_CACHE_DIR"]) / "calibration.json").read_text())
+    learned = cache[grid["estimate"]["machine"]]
+    assert any(k.startswith("grid:") and k != "grid:fixed_cost_scale" for k in learned)
+    assert 0.05 <= learned["grid:fixed_cost_scale"] <= 20
 
     t0 = time.monotonic()
     second = run_cli("run", "smoke", "--results", str(results), "--address", ray_cluster["address"], "--quiet",

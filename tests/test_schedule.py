@@ -19,7 +19,7 @@ from helpers import run_cli
 from fspbench.config import RunConfig
 from fspbench.estimate import simulate
 from fspbench.grid import GridRun
-from fspbench.schedule import chain_priority, next_run
+from fspbench.schedule import ReadyRuns, chain_priority, next_run
 from fspbench.searcher import TeacherFirst
 
 ORDER = str((Path(__file__).parent / "benchmarks" / "order.toml").resolve())
@@ -155,3 +155,34 @@ def test_no_barrier_between_teachers_and_students_on_ray(ray_cluster, tmp_path: 
     assert "0 to train" in again.stdout and "0 trained now" in again.stdout
     assert (results / "runs" / f"{bad_teacher['run_id']}.json").read_text() == bad_text
     assert json.loads((results / "grid.json").read_text())["runs"]["failed"] == 1
+
+
+def test_ready_runs_pop_in_next_runs_order_on_a_large_random_grid() -> None:
+    """ReadyRuns keeps its ready runs in a heap: its pops against next_run over the list in ready order,
+    with ties in priority, runs already running and teachers ending in a random order."""
+    import random
+
+    rng = random.Random(7)
+    teachers = [_run(f"T{i}") for i in range(60)]
+    runs = teachers + [_run(f"T{i}-S{j}", f"T{i}") for i in range(60) for j in range(rng.randint(0, 4))]
+    runs += [_run(f"X{i}") for i in range(40)]
+    priority = {r.run_id: float(rng.randint(1, 8)) for r in runs}  # few values: many ties
+    running = {r.run_id for r in rng.sample(runs, 10) if not r.teacher_run_id}
+    ready = ReadyRuns(runs, priority, running=running)
+    by_hand = [r for r in runs if not r.teacher_run_id]  # the ready list, in the order runs became ready
+    started: list[str] = []
+    popped = 0
+    while True:
+        run, expected = ready.pop(), next_run(by_hand, priority, running)
+        assert (run and run.run_id) == (expected and expected.run_id)
+        if run is not None:
+            by_hand.remove(run)
+            started.append(run.run_id)
+            popped += 1
+        if not started:
+            break
+        if run is None or rng.random() < 0.5:  # a started run ends: its students become ready, in order
+            done = started.pop(rng.randrange(len(started)))
+            ready.ended(done)
+            by_hand += [r for r in runs if r.teacher_run_id == done]
+    assert popped == len(runs) and not ready.waiting

@@ -4,8 +4,10 @@ Runs ``fspbench run BENCHMARK --results DIR`` in a subprocess, twice: first with
 calibration cache (a new FSPBENCH_CACHE_DIR: "cold"), then into a new results folder with the cache the
 first run left ("warm"). For each it reads the estimate the command printed and, from DIR/grid.json,
 the estimate it recorded (``estimate.wall_time_s``, with its start-up and schedule parts) and the
-measured ``wall_time_s``, and prints them with measured / estimated. The command's own output goes to
-DIR/run.log.
+measured ``wall_time_s``, and prints them with measured / estimated. For a [design] grid it also times, from
+the command's start, when the first look's decisions are printed, against the "time to the first look" the
+command printed before it trained, and the whole command against the worst case it printed. The command's
+own output goes to DIR/run.log.
 
 Usage: python tools/estimate_check.py BENCHMARK [--work DIR] [--only cold|warm] [--json FILE] [--max-ratio-off F]
        (BENCHMARK: a name in benchmarks/ or a .toml path; exit 1 when a ratio is outside 1 +- F, default 0.25)
@@ -112,19 +114,38 @@ def fspbench_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "fspbench.cli"]
 
 
+FIRST_LOOK_LINE = re.compile(r"\[fspbench\] time to the first look: (?P<first>.+?); worst case, .*?: (?P<worst>.+?) \(")
+LOOK_ONE_DECIDED = "[fspbench] look 1: "  # the first look's decisions: what "the time to the first look" is to
+
+
+def first_look_figures(output: str, decided_s: float | None) -> dict[str, Any]:
+    """What the command printed before it trained (a [design] grid: the time to the first look and the worst
+    case) beside when its first look's decisions came (seconds from the command's start)."""
+    m = FIRST_LOOK_LINE.search(output)
+    if m is None:
+        return {}
+    first, worst = parse_duration(m.group("first")), parse_duration(m.group("worst"))
+    return {"printed_first_look_s": first, "printed_worst_case_s": worst, "first_look_decided_s": decided_s,
+            "first_look_ratio": round(decided_s / first, 3) if decided_s and first else None}
+
+
 def run_once(benchmark: str, results: Path, cache: Path, label: str) -> dict[str, Any]:
     """One ``fspbench run`` into ``results`` with ``cache`` as its calibration cache; its figures."""
     env = {**os.environ, "FSPBENCH_CACHE_DIR": str(cache)}
     cmd = [*fspbench_command(), "run", benchmark, "--results", str(results)]
     results.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    with tempfile.TemporaryFile("w+") as out:
-        child = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        load = OtherLoad(child.pid)
-        returncode = child.wait()
-        other = load.stop()
-        out.seek(0)
-        output = out.read()
+    lines, decided = [], None
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    load = OtherLoad(child.pid)
+    assert child.stdout is not None
+    for ln in child.stdout:  # as they come: the moment the first look's decisions are printed
+        lines.append(ln)
+        if decided is None and ln.startswith(LOOK_ONE_DECIDED):
+            decided = round(time.monotonic() - t0, 1)
+    returncode = child.wait()
+    other = load.stop()
+    output = "".join(lines)
     elapsed = time.monotonic() - t0
     results.mkdir(parents=True, exist_ok=True)
     (results / "run.log").write_text(output)
@@ -149,6 +170,7 @@ def run_once(benchmark: str, results: Path, cache: Path, label: str) -> dict[str
                    "estimated_s": e.estimated_s} for e in grid.looks or ()],
         "runs": grid.runs.to_json(), "trial_time_s": grid.trial_time_s, "trained_runs": grid.trained_runs,
         "slots": grid.concurrent_slots, "hardware": grid.hardware or {}, **other,
+        **first_look_figures(output, decided),
     }
 
 
@@ -160,7 +182,17 @@ def line(row: dict[str, Any]) -> str:
             f"{row['kinds_measured']} kinds measured, {row['kinds_cached']} cached)  "
             f"measured {row['measured_s']:7.1f} s (process {row['process_s']} s)  measured / estimated {row['ratio']}"
             f"\n      other processes: {row['other_cpu_s']} CPU s ({row['other_cores']} cores on average; the "
-            f"command's own: {row['own_cpu_s']} s)" + looks)
+            f"command's own: {row['own_cpu_s']} s)" + looks + _first_look(row))
+
+
+def _first_look(row: dict[str, Any]) -> str:
+    if "printed_first_look_s" not in row:
+        return ""
+    return (f"\n      printed before training: {row['printed_first_look_s']:.0f} s to the first look, "
+            f"{row['printed_worst_case_s']:.0f} s worst case; the first look's decisions came "
+            f"{row['first_look_decided_s']} s after the start ({row['first_look_ratio']} of the printed time); the "
+            f"command took {row['process_s']} s ({round(row['process_s'] / row['printed_worst_case_s'], 3)} of the "
+            "worst case)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    bad = [r for r in rows if r["ratio"] is None or abs(r["ratio"] - 1) > args.max_ratio_off]
+    bad = [r for r in rows if r["ratio"] is None or abs(r["ratio"] - 1) > args.max_ratio_off
+           or (r.get("first_look_ratio") is not None and abs(r["first_look_ratio"] - 1) > args.max_ratio_off)]
     for r in bad:
-        print(f"{r['run']}: measured / estimated {r['ratio']} is outside 1 +- {args.max_ratio_off}", file=sys.stderr)
+        print(f"{r['run']}: measured / estimated {r['ratio']} (first look: {r.get('first_look_ratio')}) is outside "
+              f"1 +- {args.max_ratio_off}", file=sys.stderr)
     return 1 if bad else 0
 
 
