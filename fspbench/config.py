@@ -307,7 +307,9 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON/TOML-ready dict (tuples become lists, the fsp table stays nested with only its given keys)."""
-        d: dict[str, Any] = _plain(dataclasses.asdict(self))
+        # field by field, not dataclasses.asdict: its deep copy is most of a grid's expansion, and the one
+        # nested dataclass (fsp) is replaced just below anyway
+        d: dict[str, Any] = {f.name: _plain(getattr(self, f.name)) for f in _fields(type(self))}
         d["fsp"] = self.fsp.to_dict()
         d["options"] = dict(self.options)
         if not self.options:  # runs of methods without options keep the ids they had before options existed
@@ -417,6 +419,16 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         return cfg.validate()
     except BadKey as err:  # the key path inside this dict, under its source
         raise BadKey(f"{source}: {err.key}", err.what) if source else err from None
+
+
+_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    """A dataclass's fields, read once (a grid of thousands of runs hashes a config per run)."""
+    if cls not in _FIELDS:
+        _FIELDS[cls] = dataclasses.fields(cls)
+    return _FIELDS[cls]
 
 
 @functools.cache
