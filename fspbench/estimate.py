@@ -105,7 +105,7 @@ KINDS_AT_ONCE = 8  # kinds built and timed together, at most (their networks and
 FIXED_SCALE_KEY = "fixed_cost_scale"  # a machine's cache entry: its fixed costs over the reference's
 GRID_PREFIX = "grid:"  # + a kind's key: its fastest seconds measured in a grid's trials (fspbench.measured)
 BUSY_PREFIX = "busy:"  # + a kind's key: cores other processes took while it was timed
-BUSY_CORES = 0.3  # more than this and a timing is taken again next time (Ray's idle processes take ~0.12)
+BUSY_CORES = 0.5  # more than this and a timing is taken again next time (an idle Ray and servers: 0.1-0.3)
 LOAD_TIMEOUT_S = 120.0  # the longest wait for the processes that load the CPU alongside a calibration
 CACHE_VERSION = 4  # 2: timings under the grid's concurrency (machine key "alongside=N"), medians of rounds;
 # 3: the machine's fixed-cost scale (FIXED_SCALE_KEY) beside its kinds; 4: a stage's own settings in its key

@@ -258,5 +258,10 @@ def test_dry_run_prints_the_estimate_and_the_runs_and_writes_nothing(tmp_path: P
     assert "[fspbench] estimate:" in res.stdout and "calibrated in" in res.stdout
     assert not results.exists()
     again = run_cli("run", str(TINY_BENCH), "--results", str(results), "--dry-run", env=env)
-    assert "read from" in again.stdout  # the second dry run reads the cache
+    cache = json.loads((tmp_path / "cache" / "calibration.json").read_text())
+    busy = any(k.startswith(est.BUSY_PREFIX) and v > est.BUSY_CORES for entry in cache.values()
+               if isinstance(entry, dict) for k, v in entry.items())
+    # the second dry run reads the cache, unless other processes kept the machine busy while the first timed
+    # (then it times again: tests/test_measured.py)
+    assert "read from" in again.stdout or (busy and "calibrated in" in again.stdout)
     assert json.loads((tmp_path / "cache" / "calibration.json").read_text())["version"] == est.CACHE_VERSION
