@@ -503,17 +503,17 @@ class OtherLoad:
     own processes, when this process started them, count as other: they took the CPU too."""
 
     def __init__(self) -> None:
-        self.t0, self.busy0, self.own0 = time.monotonic(), _machine_busy_s(), _own_cpu_s()
+        self.t0, self.busy0, self.own0 = time.monotonic(), machine_busy_s(), _own_cpu_s()
 
     def cores(self) -> float:
-        busy = _machine_busy_s()
+        busy = machine_busy_s()
         if busy is None or self.busy0 is None:
             return 0.0
         other = (busy - self.busy0) - (_own_cpu_s() - self.own0)
         return max(0.0, other) / max(1e-9, time.monotonic() - self.t0)
 
 
-def _machine_busy_s() -> float | None:
+def machine_busy_s() -> float | None:
     """CPU seconds every process on this machine has used since boot (/proc/stat), None elsewhere."""
     try:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]

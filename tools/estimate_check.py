@@ -66,12 +66,9 @@ class OtherLoad:
 
     @staticmethod
     def _busy() -> float:
-        try:
-            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-        except OSError:
-            return 0.0
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        from fspbench.estimate import machine_busy_s  # the calibration's own measure of the machine's load
+
+        return machine_busy_s() or 0.0
 
     def _sample(self) -> None:
         parent: dict[int, int] = {}
